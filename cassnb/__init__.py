@@ -1,0 +1,76 @@
+"""Apache Cassandra in Jupyter: an asyncio session core, pandas frames, and %%cql magics.
+
+Every public name lives in a private module and is imported on first use, so
+``python -m cassnb.local`` needs nothing but the standard library, and importing
+cassnb never pulls in pandas or IPython until a frame or a magic is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from cassnb._cluster import AsyncCluster
+    from cassnb._errors import (
+        AuthenticationError,
+        CassandraError,
+        ConfigurationError,
+        ConnectionError,
+        QueryError,
+        QueryTimeout,
+    )
+    from cassnb._registry import get_default_session, set_default_session
+    from cassnb._results import AsyncResultSet, Row
+    from cassnb._session import AsyncSession
+    from cassnb._stream import AsyncStreamingResultSet, StreamConfig
+
+__all__ = [
+    "AsyncCluster",
+    "AsyncResultSet",
+    "AsyncSession",
+    "AsyncStreamingResultSet",
+    "AuthenticationError",
+    "CassandraError",
+    "ConfigurationError",
+    "ConnectionError",
+    "QueryError",
+    "QueryTimeout",
+    "Row",
+    "StreamConfig",
+    "__version__",
+    "get_default_session",
+    "set_default_session",
+]
+
+_HOMES = {
+    "AsyncCluster": "cassnb._cluster",
+    "AsyncResultSet": "cassnb._results",
+    "AsyncSession": "cassnb._session",
+    "AsyncStreamingResultSet": "cassnb._stream",
+    "AuthenticationError": "cassnb._errors",
+    "CassandraError": "cassnb._errors",
+    "ConfigurationError": "cassnb._errors",
+    "ConnectionError": "cassnb._errors",
+    "QueryError": "cassnb._errors",
+    "QueryTimeout": "cassnb._errors",
+    "Row": "cassnb._results",
+    "StreamConfig": "cassnb._stream",
+    "get_default_session": "cassnb._registry",
+    "set_default_session": "cassnb._registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'cassnb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
