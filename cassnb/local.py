@@ -2,7 +2,7 @@
 
     python -m cassnb.local start [--nodes 1|3] [--auth] [--tls] [--json]
     python -m cassnb.local status [--json]
-    python -m cassnb.local stop
+    python -m cassnb.local stop [--all]
 
 The server is ``org.apache.cassandra:cassandra-all`` at an exact pinned version, resolved
 once with Maven into ``$CASSNB_HOME`` and launched as a plain JVM per node under Java 17.
@@ -40,8 +40,12 @@ __all__ = [
     "LocalError",
     "NodeInfo",
     "Options",
+    "clusters",
     "home",
+    "kill_node",
     "main",
+    "query_release_version",
+    "resolve_jars",
     "start",
     "status",
     "stop",
@@ -727,26 +731,16 @@ def start(
 
     began = time.monotonic()
     tokens = _BALANCED_TOKENS[options.nodes]
-    launched: list[subprocess.Popen[bytes]] = []
+    launched = []
     for node, token in zip(cluster.nodes, tokens, strict=True):
         if node.alive:
             continue
         conf = _write_node_files(cluster, node, token)
-        log = Path(node.directory) / "logs" / "system.log"
-        log.unlink(missing_ok=True)
+        (Path(node.directory) / "logs" / "system.log").unlink(missing_ok=True)
         _say(f"starting node {node.index} on {node.address}:{node.cql_port}")
-        out = open(Path(node.directory) / "logs" / "stdout.log", "wb")  # noqa: SIM115
-        with out:
-            process = subprocess.Popen(
-                _command(java, jars, conf, node, options.heap),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=node.directory,
-                start_new_session=True,
-            )
-        launched.append(process)
-        node.pid, node.alive = process.pid, True
+        node.pid = _launch(_command(java, jars, conf, node, options.heap), node)
+        node.alive = True
+        launched.append(node.index)
     _save(cluster)
 
     try:
@@ -757,31 +751,41 @@ def start(
     return cluster, bool(launched)
 
 
+def _launch(command: list[str], node: NodeInfo) -> int:
+    """Start a JVM detached from this process (reparented to init) and return its pid."""
+    # A shell in between backgrounds the JVM and exits at once: the node outlives this
+    # process, and no child object is left behind to warn or to become a zombie.
+    shell = subprocess.run(
+        ["/bin/sh", "-c", '"$@" </dev/null >"$CASSNB_STDOUT" 2>&1 & echo $!', "sh", *command],
+        cwd=node.directory,
+        env={**os.environ, "CASSNB_STDOUT": str(Path(node.directory) / "logs" / "stdout.log")},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return int(shell.stdout.strip())
+
+
 def _name_flag(name: str) -> str:
     return "" if name == "default" else f" --name {name}"
 
 
 def _wait_ready(
-    cluster: ClusterInfo,
-    launched: Sequence[subprocess.Popen[bytes]],
-    began: float,
-    timeout: float,
+    cluster: ClusterInfo, launched: Sequence[int], began: float, timeout: float
 ) -> None:
     pending = {node.index: node for node in cluster.nodes}
-    by_pid = {process.pid: process for process in launched}
     deadline = began + timeout
     last_note = began
     while pending:
         for index, node in list(pending.items()):
-            process = by_pid.get(node.pid or -1)
-            if process is not None and process.poll() is not None:
+            if index in launched and not _is_our_process(node.pid, node):
                 directory = Path(node.directory) / "logs"
                 log = directory / "system.log"
                 shown = log if log.exists() and log.stat().st_size else directory / "stdout.log"
                 raise LocalError(
-                    f"node {node.index} ({node.address}) exited with code {process.returncode} "
-                    f"while starting. Last lines of its log:\n{_tail(shown)}\n"
-                    f"Full log: {shown}"
+                    f"node {node.index} ({node.address}) exited while starting. "
+                    f"Last lines of its log:\n{_tail(shown)}\nFull log: {shown}"
                 )
             try:
                 node.version = query_release_version(
@@ -847,13 +851,11 @@ def stop(name: str = "default", *, quiet: bool = False, timeout: float = STOP_TI
     deadline = time.monotonic() + timeout
     for node in alive:
         while _is_our_process(node.pid, node) and time.monotonic() < deadline:
-            _reap(node.pid)
             time.sleep(0.2)
         if _is_our_process(node.pid, node):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid or 0, signal.SIGKILL)
             while _is_our_process(node.pid, node):
-                _reap(node.pid)
                 time.sleep(0.1)
     for node in cluster.nodes:
         node.pid, node.alive, node.version = None, False, None
@@ -863,10 +865,10 @@ def stop(name: str = "default", *, quiet: bool = False, timeout: float = STOP_TI
     return len(alive)
 
 
-def _reap(pid: int | None) -> None:
-    # A node started by this very process is our child: collect it so it leaves no zombie.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid or 0, os.WNOHANG)
+def clusters() -> list[str]:
+    """Return the names of every cluster recorded under the home directory."""
+    root = home() / "clusters"
+    return sorted(p.parent.name for p in root.glob("*/state.json"))
 
 
 def kill_node(name: str, index: int) -> int:
@@ -877,7 +879,6 @@ def kill_node(name: str, index: int) -> int:
         raise LocalError(f"node {index} of cluster {name!r} is not running")
     os.kill(node.pid, signal.SIGKILL)
     while _is_our_process(node.pid, node):
-        _reap(node.pid)
         time.sleep(0.05)
     return node.pid
 
@@ -919,6 +920,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", default="127.0.0.1", help="address of node 1")
     parser.add_argument("--heap", default="1G", help="heap per node (default: 1G)")
     parser.add_argument("--json", action="store_true", help="print the state as JSON")
+    parser.add_argument("--all", action="store_true", help="stop or show every cluster")
     return parser
 
 
@@ -931,9 +933,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster, _ = start(options, args.name)
             _print_status(cluster, args.name, args.json)
         elif args.command == "stop":
-            stop(args.name)
+            for name in clusters() if args.all else [args.name]:
+                stop(name)
         else:
-            _print_status(status(args.name), args.name, args.json)
+            for name in clusters() if args.all else [args.name]:
+                _print_status(status(name), name, args.json)
     except LocalError as exc:
         print(f"cassnb.local: error: {exc}", file=sys.stderr)
         return 1
