@@ -1,0 +1,242 @@
+"""The one place where the driver's threads meet the asyncio loop.
+
+The driver answers on its I/O thread, through callbacks on a ``ResponseFuture``.
+Everything that crosses over to the loop goes through :func:`post`, which uses
+``loop.call_soon_threadsafe`` and tolerates a closed loop; results are set through a
+helper that does nothing when the asyncio future is already done or cancelled, so an
+abandoned await never raises ``InvalidStateError``. Calls that block inside the driver
+(connect, prepare, set_keyspace, shutdown) run on a worker thread via
+:func:`run_blocking`; queries use ``execute_async`` and callbacks.
+
+Driver callbacks that raise are swallowed by the driver, so every callback here catches
+everything and hands the error to the loop instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__: list[str] = []
+
+T = TypeVar("T")
+
+_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="cassnb")
+
+
+def post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> None:
+    """Run ``callback(*args)`` on the loop's thread; do nothing if the loop is closed."""
+    # A closed loop (interpreter or notebook shutting down) leaves nobody to receive it.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _set_result(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def resolve(future: asyncio.Future[T], value: T) -> None:
+    """Set ``future``'s result from any thread, unless it is already done."""
+    post(future.get_loop(), _set_result, future, value)
+
+
+def reject(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Set ``future``'s exception from any thread, unless it is already done."""
+    post(future.get_loop(), _set_exception, future, exc)
+
+
+def _after_abandon(on_abandon: Callable[[T], object], done: concurrent.futures.Future[T]) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return
+    on_abandon(done.result())
+
+
+async def run_blocking(
+    fn: Callable[..., T], /, *args: Any, on_abandon: Callable[[T], object] | None = None
+) -> T:
+    """Run a blocking driver call on a worker thread and await its result.
+
+    If the awaiting task is cancelled while the call is already running, the call
+    finishes anyway; its result is then given to ``on_abandon`` on the worker thread,
+    so that a session nobody will receive can be shut down.
+    """
+    work = _EXECUTOR.submit(fn, *args)
+    try:
+        return await asyncio.wrap_future(work)
+    except asyncio.CancelledError:
+        if on_abandon is not None:
+            work.add_done_callback(functools.partial(_after_abandon, on_abandon))
+        raise
+
+
+def run_blocking_sync(fn: Callable[[], object], *, timeout: float) -> bool:
+    """Run ``fn`` on a fresh daemon thread and wait at most ``timeout`` seconds for it.
+
+    For shutdown paths that may run with or without a loop, even at interpreter exit
+    when the shared executor no longer accepts work. Return whether ``fn`` finished.
+    """
+    thread = threading.Thread(target=fn, name="cassnb-close", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        fn()
+        return True
+    thread.join(max(timeout, 0.0))
+    return not thread.is_alive()
+
+
+class Page:
+    """One response from the server: rows plus what the driver learned with them."""
+
+    __slots__ = ("column_names", "column_types", "has_more", "paging_state", "rows", "warnings")
+
+    def __init__(self, rows: list[Any], response_future: Any) -> None:
+        self.rows = rows
+        # The driver keeps these on the future and only exposes them through its own
+        # ResultSet; read here, on the driver's thread, before the next page replaces them.
+        self.column_names: list[str] | None = response_future._col_names
+        self.column_types: list[Any] | None = response_future._col_types
+        self.paging_state: bytes | None = response_future._paging_state
+        self.has_more: bool = self.paging_state is not None
+        self.warnings: list[str] | None = response_future._warnings
+
+
+def _restart_request_timer(response_future: Any) -> None:
+    # The driver measures a request's timeout from when the query was first sent, so
+    # later pages would share the first page's budget; restart it for each page.
+    response_future._start_time = time.time()
+
+
+def start_next_page(response_future: Any) -> None:
+    """Ask the driver for the next page; its own timeout applies to this request alone."""
+    _restart_request_timer(response_future)
+    response_future.start_fetching_next_page()
+
+
+class _Collector:
+    """Gathers the pages of one request on the driver's thread, then wakes the loop once."""
+
+    __slots__ = ("all_pages", "future", "response_future", "rows")
+
+    def __init__(self, future: asyncio.Future[Page], response_future: Any, all_pages: bool) -> None:
+        self.future = future
+        self.response_future: Any = response_future
+        self.all_pages = all_pages
+        self.rows: list[Any] | None = None
+
+    def on_rows(self, rows: list[Any] | None) -> None:
+        response_future = self.response_future
+        if response_future is None:
+            return
+        try:
+            if rows:
+                if self.rows is None:
+                    self.rows = rows
+                else:
+                    self.rows.extend(rows)
+            if self.all_pages and response_future.has_more_pages:
+                if self.response_future is not None:
+                    start_next_page(response_future)
+                return
+            page = Page(self.rows if self.rows is not None else [], response_future)
+            self.response_future = None
+            resolve(self.future, page)
+        except Exception as exc:
+            self.response_future = None
+            reject(self.future, exc)
+
+    def on_error(self, exc: BaseException) -> None:
+        self.response_future = None
+        reject(self.future, exc)
+
+    def abandon(self) -> None:
+        response_future, self.response_future = self.response_future, None
+        if response_future is not None:
+            response_future.clear_callbacks()
+
+
+async def fetch(response_future: Any, *, all_pages: bool) -> Page:
+    """Await a request's first page, or every page, without blocking the loop.
+
+    Later pages are requested from the driver's thread as soon as the previous one
+    arrives. If the awaiting task is cancelled, no further page is requested and the
+    future's callbacks are cleared.
+    """
+    future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
+    collector = _Collector(future, response_future, all_pages)
+    response_future.add_callbacks(collector.on_rows, collector.on_error)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        collector.abandon()
+        raise
+
+
+class PageFeed:
+    """Hands each page of a request to the loop, one request at a time, for a stream.
+
+    The feed holds its receiver weakly, so the driver's future never keeps a stream
+    alive: a dropped stream is collected by reference counting alone.
+    """
+
+    __slots__ = ("__weakref__", "_loop", "_on_error", "_on_page", "response_future")
+
+    def __init__(
+        self,
+        response_future: Any,
+        loop: asyncio.AbstractEventLoop,
+        on_page: Callable[[Page], object],
+        on_error: Callable[[BaseException], object],
+    ) -> None:
+        self._loop = loop
+        self._on_page = weakref.WeakMethod(on_page)
+        self._on_error = weakref.WeakMethod(on_error)
+        self.response_future: Any = response_future
+        response_future.add_callbacks(self._rows_arrived, self._error_arrived)
+
+    def _rows_arrived(self, rows: list[Any] | None) -> None:
+        response_future = self.response_future
+        if response_future is None:
+            return
+        try:
+            page = Page(rows if rows is not None else [], response_future)
+        except Exception as exc:
+            self._error_arrived(exc)
+            return
+        receiver = self._on_page()
+        if receiver is None:
+            self.detach()
+            return
+        post(self._loop, receiver, page)
+
+    def _error_arrived(self, exc: BaseException) -> None:
+        receiver = self._on_error()
+        if receiver is None:
+            self.detach()
+            return
+        post(self._loop, receiver, exc)
+
+    def request_next(self) -> None:
+        """Ask for the next page (call on the loop's thread; it does not block)."""
+        response_future = self.response_future
+        if response_future is not None:
+            start_next_page(response_future)
+
+    def detach(self) -> None:
+        """Stop listening: clear the driver future's callbacks and forget it."""
+        response_future, self.response_future = self.response_future, None
+        if response_future is not None:
+            response_future.clear_callbacks()

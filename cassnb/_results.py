@@ -1,0 +1,146 @@
+"""Rows and fully fetched result sets."""
+
+from __future__ import annotations
+
+import functools
+import keyword
+import operator
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, SupportsIndex, overload
+
+__all__ = ["AsyncResultSet", "Row"]
+
+
+class Row(tuple[Any, ...]):
+    """A result row: a tuple whose values are also reachable by column name.
+
+    ``row.name``, ``row["name"]`` and ``row[0]`` all work; everywhere else a row is a
+    plain tuple (pandas reads ``_fields`` as column names, as for a namedtuple).
+    """
+
+    __slots__ = ()
+
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
+
+    def __getitem__(self, key: str | SupportsIndex | slice) -> Any:
+        if isinstance(key, str):
+            try:
+                position = self._index[key]
+            except KeyError:
+                raise KeyError(
+                    f"no column {key!r} in this row (columns: {', '.join(self._fields)})"
+                ) from None
+            return tuple.__getitem__(self, position)
+        return tuple.__getitem__(self, key)
+
+    def _asdict(self) -> dict[str, Any]:
+        """Return the row as a dict from column name to value."""
+        return dict(zip(self._fields, self, strict=True))
+
+    def __repr__(self) -> str:
+        pairs = zip(self._fields, self, strict=True)
+        values = ", ".join(f"{name}={value!r}" for name, value in pairs)
+        return f"Row({values})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_row, (self._fields, tuple(self)))
+
+
+def _rebuild_row(fields: tuple[str, ...], values: tuple[Any, ...]) -> Row:
+    return row_class(fields)(values)
+
+
+_RESERVED = frozenset(dir(Row)) - {"count", "index"}
+
+
+@functools.lru_cache(maxsize=1024)
+def row_class(fields: tuple[str, ...]) -> type[Row]:
+    """Return the Row subclass for these column names, made once per tuple of names."""
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "_fields": fields,
+        "_index": {name: position for position, name in enumerate(fields)},
+    }
+    for position, name in enumerate(fields):
+        # ``count`` and ``index`` are common column names; a column wins over the
+        # tuple method of the same name.
+        if (
+            name.isidentifier()
+            and not keyword.iskeyword(name)
+            and not name.startswith("_")
+            and name not in _RESERVED
+            and name not in namespace
+        ):
+            namespace[name] = property(operator.itemgetter(position), doc=f"Column {name!r}.")
+    return type("Row", (Row,), namespace)
+
+
+def row_factory(column_names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Row]:
+    """Build Rows from the driver's decoded rows; installed as the driver's row factory."""
+    make = row_class(tuple(column_names))
+    return list(map(make, rows))
+
+
+class AsyncResultSet:
+    """Every row of a result, already fetched: iterate it, ``len()`` it, index it."""
+
+    __slots__ = ("_rows", "column_names", "column_types", "paging_state", "warnings")
+
+    def __init__(
+        self,
+        rows: list[Row],
+        *,
+        column_names: list[str] | None = None,
+        column_types: list[Any] | None = None,
+        paging_state: bytes | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self._rows = rows
+        self.column_names: list[str] = list(column_names or [])
+        """Names of the result's columns, empty for a statement that returns no rows."""
+        self.column_types: list[Any] = list(column_types or [])
+        """The driver's CQL type classes of the columns, in order."""
+        self.paging_state = paging_state
+        """Where the next page starts (``execute_page``); None on the last page."""
+        self.warnings: list[str] = list(warnings or [])
+        """Warnings the server attached to the response."""
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        return self._rows[index]
+
+    def one(self) -> Row | None:
+        """Return the first row, or None when there is none."""
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[Row]:
+        """Return every row as a list."""
+        return list(self._rows)
+
+    def __repr__(self) -> str:
+        more = "" if self.paging_state is None else ", more pages"
+        return f"<AsyncResultSet {len(self._rows)} rows, columns {self.column_names}{more}>"

@@ -1,0 +1,383 @@
+"""AsyncSession: run CQL on a connected cluster from any asyncio loop."""
+
+from __future__ import annotations
+
+import copy
+import struct
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from cassandra import ConsistencyLevel
+from cassandra.query import (
+    FETCH_SIZE_UNSET,
+    BatchStatement,
+    BatchType,
+    BoundStatement,
+    PreparedStatement,
+    SimpleStatement,
+    Statement,
+)
+
+from cassnb import _registry
+from cassnb._bridge import fetch, run_blocking
+from cassnb._errors import (
+    CassandraError,
+    ConfigurationError,
+    ConnectionError,
+    QueryError,
+    is_driver_error,
+    raised_by_us,
+    translate,
+)
+from cassnb._results import AsyncResultSet
+from cassnb._stream import AsyncStreamingResultSet, StreamConfig
+
+if TYPE_CHECKING:
+    from cassnb._cluster import AsyncCluster
+
+__all__ = ["AsyncSession"]
+
+Query: TypeAlias = "str | PreparedStatement | Statement"
+Parameters: TypeAlias = "Sequence[Any] | Mapping[str, Any] | None"
+Consistency: TypeAlias = "int | str | None"
+
+_BIND_ERRORS = (TypeError, ValueError, KeyError, OverflowError, struct.error)
+
+
+def _consistency_level(consistency: Consistency) -> int | None:
+    if consistency is None:
+        return None
+    if isinstance(consistency, str):
+        level = ConsistencyLevel.name_to_value.get(consistency.upper())
+        if level is None:
+            names = ", ".join(ConsistencyLevel.name_to_value)
+            raise ConfigurationError(f"unknown consistency {consistency!r}; use one of {names}")
+        return int(level)
+    if isinstance(consistency, int) and consistency in ConsistencyLevel.value_to_name:
+        return consistency
+    raise ConfigurationError(f"unknown consistency {consistency!r}")
+
+
+def _timeout_options(timeout: float | None) -> dict[str, float]:
+    if timeout is None:
+        return {}
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return {"timeout": float(timeout)}
+
+
+def _has_parameters(parameters: Parameters) -> bool:
+    return parameters is not None and len(parameters) > 0
+
+
+def _refuse_inline_parameters(cql: str) -> QueryError:
+    return QueryError(
+        f"parameters need a prepared statement; prepare {cql!r} first: "
+        "stmt = await session.prepare(cql), then await session.execute(stmt, parameters)"
+    )
+
+
+def _bind(prepared: PreparedStatement, parameters: Parameters) -> BoundStatement:
+    try:
+        return prepared.bind(parameters)
+    except _BIND_ERRORS as exc:
+        raise QueryError(f"could not bind parameters to {prepared.query_string!r}: {exc}") from exc
+
+
+def _statement(
+    query: Query,
+    parameters: Parameters,
+    *,
+    consistency: Consistency,
+    fetch_size: int | None = None,
+    own_fetch_size_wins: bool = False,
+) -> Statement:
+    """Build the statement to send, leaving the caller's own objects untouched."""
+    level = _consistency_level(consistency)
+    if isinstance(query, str):
+        if _has_parameters(parameters):
+            raise _refuse_inline_parameters(query)
+        statement: Statement = SimpleStatement(query)
+    elif isinstance(query, PreparedStatement):
+        statement = _bind(query, parameters)
+    elif isinstance(query, Statement):
+        if _has_parameters(parameters):
+            if isinstance(query, SimpleStatement):
+                raise _refuse_inline_parameters(query.query_string)
+            raise QueryError(
+                f"a {type(query).__name__} carries its own values; pass parameters only "
+                "with a prepared statement"
+            )
+        statement = query
+        if level is not None or fetch_size is not None:
+            statement = copy.copy(query)
+    else:
+        raise ConfigurationError(
+            "query must be a CQL string, a prepared statement or a driver Statement, "
+            f"not {type(query).__name__}"
+        )
+    if level is not None:
+        statement.consistency_level = level
+    if fetch_size is not None and not (
+        own_fetch_size_wins and statement.fetch_size is not FETCH_SIZE_UNSET
+    ):
+        statement.fetch_size = fetch_size
+    return statement
+
+
+def _translated(exc: Exception) -> Exception:
+    if isinstance(exc, CassandraError) or not is_driver_error(exc):
+        return exc
+    return translate(exc)
+
+
+def _result(page: Any) -> AsyncResultSet:
+    return AsyncResultSet(
+        page.rows,
+        column_names=page.column_names,
+        column_types=page.column_types,
+        paging_state=page.paging_state,
+        warnings=page.warnings,
+    )
+
+
+class AsyncSession:
+    """A connection to a cluster, bound to a keyspace or not: run CQL through it.
+
+    Get one with ``await cluster.connect(keyspace)`` (or ``async with``). Every method is a
+    coroutine and none blocks the running loop. Use after ``close()`` raises
+    ``ConnectionError``.
+    """
+
+    def __init__(self, driver_session: Any, *, cluster: AsyncCluster | None = None) -> None:
+        self._session = driver_session
+        self._cluster = cluster
+        self._closed = False
+        self._lock = threading.Lock()
+        self._streams: weakref.WeakSet[AsyncStreamingResultSet] = weakref.WeakSet()
+        _registry.track_session(self)
+
+    @property
+    def keyspace(self) -> str | None:
+        """The session's current keyspace, or None."""
+        keyspace: str | None = self._session.keyspace
+        return keyspace
+
+    @property
+    def protocol_version(self) -> int:
+        """The CQL native protocol version negotiated with the cluster."""
+        return int(self._session.cluster.protocol_version)
+
+    @property
+    def cluster(self) -> AsyncCluster | None:
+        """The AsyncCluster this session was opened from."""
+        return self._cluster
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``close()`` was called (or the cluster shut down)."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionError(
+                "the session is closed: open a new one with 'await cluster.connect()'"
+            )
+
+    async def execute(
+        self,
+        query: Query,
+        parameters: Parameters = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
+        consistency: Consistency = None,
+    ) -> AsyncResultSet:
+        """Run a statement and return every row of its result.
+
+        ``query`` is a CQL string, a prepared statement (``parameters`` bind its markers)
+        or any driver Statement, whose own settings are honoured. ``timeout`` bounds each
+        request to the server (the driver's default when None).
+        """
+        self._check_open()
+        statement = _statement(query, parameters, consistency=consistency)
+        options = _timeout_options(timeout)
+        try:
+            response_future = self._session.execute_async(statement, **options)
+            page = await fetch(response_future, all_pages=True)
+        except Exception as exc:
+            raise _translated(exc) from exc
+        return _result(page)
+
+    async def execute_page(
+        self,
+        query: Query,
+        parameters: Parameters = None,
+        *,
+        fetch_size: int,
+        paging_state: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
+        consistency: Consistency = None,
+    ) -> AsyncResultSet:
+        """Return one page of at most ``fetch_size`` rows, starting at ``paging_state``.
+
+        The result's ``paging_state`` resumes right after this page; it is None on the
+        last page.
+        """
+        self._check_open()
+        if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
+            raise ConfigurationError(f"fetch_size must be a positive int, not {fetch_size!r}")
+        statement = _statement(query, parameters, consistency=consistency, fetch_size=fetch_size)
+        options = _timeout_options(timeout)
+        try:
+            response_future = self._session.execute_async(
+                statement, paging_state=paging_state, **options
+            )
+            page = await fetch(response_future, all_pages=False)
+        except Exception as exc:
+            raise _translated(exc) from exc
+        return _result(page)
+
+    async def execute_stream(
+        self,
+        query: Query,
+        parameters: Parameters = None,
+        *,
+        stream_config: StreamConfig | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
+        consistency: Consistency = None,
+    ) -> AsyncStreamingResultSet:
+        """Start a query and return a stream of its rows, fetched page by page.
+
+        The first page is requested at once; an error in it is raised when iteration
+        starts. Pages hold ``stream_config.fetch_size`` rows unless the statement sets its
+        own. ``timeout`` bounds each page's request; ``stream_config.timeout_seconds``
+        the whole stream.
+        """
+        self._check_open()
+        config = stream_config if stream_config is not None else StreamConfig()
+        if not isinstance(config, StreamConfig):
+            raise ConfigurationError(
+                f"stream_config must be a StreamConfig, not {type(config).__name__}"
+            )
+        statement = _statement(
+            query,
+            parameters,
+            consistency=consistency,
+            fetch_size=config.fetch_size,
+            own_fetch_size_wins=True,
+        )
+        options = _timeout_options(timeout)
+        try:
+            response_future = self._session.execute_async(statement, **options)
+        except Exception as exc:
+            raise _translated(exc) from exc
+        stream = AsyncStreamingResultSet(response_future, config=config, session=self)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    async def prepare(self, cql: str) -> PreparedStatement:
+        """Prepare a statement on the cluster; pass the result to ``execute``."""
+        self._check_open()
+        if not isinstance(cql, str):
+            raise ConfigurationError(f"prepare() takes a CQL string, not {type(cql).__name__}")
+        try:
+            return await run_blocking(self._prepare_blocking, cql)
+        except Exception as exc:
+            raise _translated(exc) from exc
+
+    def _prepare_blocking(self, cql: str) -> PreparedStatement:
+        with raised_by_us():
+            return self._session.prepare(cql)
+
+    async def execute_batch(
+        self,
+        batch: BatchStatement | Iterable[tuple[Query, Parameters]],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
+        consistency: Consistency = None,
+    ) -> AsyncResultSet:
+        """Run a batch: a driver BatchStatement, or (statement, parameters) pairs.
+
+        Pairs are sent as one logged batch; CQL strings in them take no parameters.
+        """
+        self._check_open()
+        if not isinstance(batch, BatchStatement):
+            batch = self._logged_batch(batch)
+        return await self.execute(batch, timeout=timeout, consistency=consistency)
+
+    @staticmethod
+    def _logged_batch(pairs: Iterable[tuple[Query, Parameters]]) -> BatchStatement:
+        statement = BatchStatement(batch_type=BatchType.LOGGED)
+        for pair in pairs:
+            try:
+                query, parameters = pair
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"a batch is a list of (statement, parameters) pairs, not {pair!r}"
+                ) from None
+            if isinstance(query, str):
+                if _has_parameters(parameters):
+                    raise _refuse_inline_parameters(query)
+                statement.add(SimpleStatement(query))
+            elif isinstance(query, PreparedStatement):
+                statement.add(_bind(query, parameters))
+            elif isinstance(query, Statement) and not isinstance(query, BatchStatement):
+                if _has_parameters(parameters):
+                    raise QueryError(
+                        "only prepared statements take parameters in a batch; "
+                        f"got parameters with a {type(query).__name__}"
+                    )
+                statement.add(query)
+            else:
+                raise ConfigurationError(f"cannot put a {type(query).__name__} in a batch")
+        return statement
+
+    async def set_keyspace(self, keyspace: str) -> None:
+        """Make ``keyspace`` the session's current keyspace."""
+        self._check_open()
+        try:
+            await run_blocking(self._session.set_keyspace, keyspace)
+        except Exception as exc:
+            raise _translated(exc) from exc
+
+    def _mark_closed(self) -> bool:
+        """Close the session's streams and mark it closed; return whether it was open."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            streams = list(self._streams)
+        for stream in streams:
+            stream._close_now("session closed")
+        _registry.forget_session(self)
+        return True
+
+    def _close_blocking(self) -> bool:
+        if not self._mark_closed():
+            return False
+        self._session.shutdown()
+        return True
+
+    async def close(self) -> None:
+        """Close the session's streams and connections; closing twice is harmless."""
+        if self._mark_closed():
+            await run_blocking(self._session.shutdown)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<AsyncSession keyspace={self.keyspace!r} {state}>"

@@ -1,0 +1,411 @@
+"""Streaming a result page by page, with the next page fetched while the current one is used."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import sys
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+from cassnb import _registry
+from cassnb._bridge import Page, PageFeed, post
+from cassnb._errors import ConfigurationError, ConnectionError, QueryTimeout, translate
+from cassnb._results import Row
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["AsyncStreamingResultSet", "StreamConfig"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+_END: Any = object()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamConfig:
+    """How a stream fetches: page size, progress callback, limits and read-ahead.
+
+    ``page_callback(page_number, rows_in_page)`` is called as each page is handed to the
+    consumer, pages numbered from 1 (it may be a coroutine function). ``max_pages`` stops
+    after that many pages. ``timeout_seconds`` bounds the whole stream, from opening to the
+    last page. ``prefetch`` is how many pages may wait, already fetched, while the
+    consumer works on the current one; 0 requests a page only when the consumer asks.
+    """
+
+    fetch_size: int = 1000
+    page_callback: Callable[[int, int], object] | None = None
+    max_pages: int | None = None
+    timeout_seconds: float | None = None
+    prefetch: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fetch_size, int) or self.fetch_size < 1:
+            raise ConfigurationError(f"fetch_size must be a positive int, not {self.fetch_size!r}")
+        if self.max_pages is not None and (
+            not isinstance(self.max_pages, int) or self.max_pages < 1
+        ):
+            raise ConfigurationError(f"max_pages must be a positive int, not {self.max_pages!r}")
+        if self.timeout_seconds is not None and not self.timeout_seconds > 0:
+            raise ConfigurationError(
+                f"timeout_seconds must be positive, not {self.timeout_seconds!r}"
+            )
+        if not isinstance(self.prefetch, int) or self.prefetch < 0:
+            raise ConfigurationError(f"prefetch must be an int >= 0, not {self.prefetch!r}")
+        if self.page_callback is not None and not callable(self.page_callback):
+            raise ConfigurationError("page_callback must be callable")
+
+
+def _origin() -> str:
+    """Describe where user code opened a stream: its first frames outside cassnb."""
+    frames: list[str] = []
+    frame = sys._getframe(1)
+    while frame is not None and len(frames) < 3:
+        filename = frame.f_code.co_filename
+        directory = os.path.dirname(os.path.abspath(filename))
+        if directory != _PACKAGE_DIR and directory != _ASYNCIO_DIR:
+            frames.append(f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        frame = frame.f_back  # type: ignore[assignment]
+    return " <- ".join(frames) if frames else "an unknown place"
+
+
+class _State:
+    """Loop-side state of one stream; the driver's thread only reaches it through a feed."""
+
+    __slots__ = (
+        "__weakref__",
+        "buffer",
+        "closed_because",
+        "column_names",
+        "column_types",
+        "error",
+        "exhausted",
+        "feed",
+        "loop",
+        "max_pages",
+        "pages_received",
+        "prefetch",
+        "requesting",
+        "waiter",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: StreamConfig) -> None:
+        self.loop = loop
+        self.buffer: deque[list[Row]] = deque()
+        self.requesting = True
+        self.exhausted = False
+        self.error: BaseException | None = None
+        self.closed_because: str | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.pages_received = 0
+        self.max_pages = config.max_pages
+        self.prefetch = config.prefetch
+        self.column_names: list[str] | None = None
+        self.column_types: list[Any] | None = None
+        self.feed: PageFeed | None = None
+
+    def attach(self, response_future: Any) -> None:
+        self.feed = PageFeed(response_future, self.loop, self.on_page, self.on_error)
+
+    def on_page(self, page: Page) -> None:
+        if self.closed_because is not None:
+            return
+        self.requesting = False
+        self.pages_received += 1
+        if self.column_names is None:
+            self.column_names = list(page.column_names or [])
+            self.column_types = list(page.column_types or [])
+        self.buffer.append(page.rows)
+        if not page.has_more or (
+            self.max_pages is not None and self.pages_received >= self.max_pages
+        ):
+            self.exhausted = True
+            self.detach()
+        else:
+            self.maybe_prefetch()
+        self.wake()
+
+    def on_error(self, exc: BaseException) -> None:
+        if self.closed_because is not None:
+            return
+        self.requesting = False
+        self.error = exc
+        self.detach()
+        self.wake()
+
+    def request(self) -> None:
+        feed = self.feed
+        if feed is None:
+            return
+        self.requesting = True
+        try:
+            feed.request_next()
+        except Exception as exc:
+            self.requesting = False
+            self.error = exc
+            self.detach()
+
+    def maybe_prefetch(self) -> None:
+        if (
+            not self.requesting
+            and not self.exhausted
+            and self.error is None
+            and self.closed_because is None
+            and len(self.buffer) < self.prefetch
+        ):
+            self.request()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def detach(self) -> None:
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            feed.detach()
+
+    def close(self, because: str) -> None:
+        """Stop all fetching; safe from any thread."""
+        self.closed_because = because
+        self.detach()
+        self.buffer.clear()
+        if self.waiter is not None:
+            post(self.loop, self.wake)
+
+
+class AsyncStreamingResultSet:
+    """Rows of a query fetched page by page: ``async for row in stream``.
+
+    Open one with ``await session.execute_stream(...)`` and close it with ``async with``
+    or ``await stream.close()``. A stream that is dropped unclosed is closed when
+    collected, with a ``ResourceWarning`` naming where it was opened. Cancelling the task
+    that awaits a page closes the stream at once; the server may still finish computing
+    the page it was working on.
+    """
+
+    def __init__(
+        self,
+        response_future: Any,
+        *,
+        config: StreamConfig,
+        session: object = None,
+        origin: str | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._finished = False
+        self._config = config
+        self._session = session
+        self._origin = origin or _origin()
+        self._rows: Iterator[Row] | None = None
+        self._page_number = 0
+        self._rows_fetched = 0
+        self._deadline = (
+            None if config.timeout_seconds is None else loop.time() + config.timeout_seconds
+        )
+        self._state = _State(loop, config)
+        self._state.attach(response_future)
+        _registry.track_stream(self)
+
+    @property
+    def page_number(self) -> int:
+        """How many pages have been handed to the consumer so far."""
+        return self._page_number
+
+    @property
+    def rows_fetched(self) -> int:
+        """How many rows have been handed to the consumer so far."""
+        return self._rows_fetched
+
+    @property
+    def column_names(self) -> list[str] | None:
+        """The result's column names, known once the first page has arrived."""
+        return self._state.column_names
+
+    @property
+    def column_types(self) -> list[Any] | None:
+        """The driver's CQL type classes of the columns, known once the first page arrived."""
+        return self._state.column_types
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the stream holds no more driver resources."""
+        return self._finished or self._state.closed_because is not None
+
+    def __aiter__(self) -> AsyncStreamingResultSet:
+        return self
+
+    async def __anext__(self) -> Row:
+        rows = self._rows
+        if rows is not None:
+            row = next(rows, _END)
+            if row is not _END:
+                return cast(Row, row)
+        while (page := await self._next_page()) is not None:
+            self._rows = rows = iter(page)
+            row = next(rows, _END)
+            if row is not _END:
+                return cast(Row, row)
+        self._rows = None
+        raise StopAsyncIteration
+
+    def pages(self) -> AsyncIterator[list[Row]]:
+        """Iterate over the pages themselves, each a list of rows."""
+        return _Pages(self)
+
+    async def _next_page(self) -> list[Row] | None:
+        state = self._state
+        while True:
+            if self._finished:
+                return None
+            if state.closed_because is not None:
+                if state.closed_because == "closed":
+                    return None
+                raise ConnectionError(
+                    f"the stream was closed ({state.closed_because}) after "
+                    f"{self._rows_fetched} rows"
+                )
+            if self._deadline is not None and state.loop.time() >= self._deadline:
+                self._expire()
+            if state.buffer:
+                break
+            if state.error is not None:
+                error = state.error
+                self._finish()
+                raise translate(error) from error
+            if state.exhausted:
+                self._finish()
+                return None
+            if not state.requesting:
+                state.request()
+                continue
+            await self._wait()
+        rows = state.buffer.popleft()
+        state.maybe_prefetch()
+        self._page_number += 1
+        self._rows_fetched += len(rows)
+        callback = self._config.page_callback
+        if callback is not None:
+            outcome = callback(self._page_number, len(rows))
+            if inspect.isawaitable(outcome):
+                await outcome
+        return rows
+
+    async def _wait(self) -> None:
+        state = self._state
+        waiter: asyncio.Future[None] = state.loop.create_future()
+        state.waiter = waiter
+        try:
+            if self._deadline is None:
+                await waiter
+            else:
+                async with asyncio.timeout_at(self._deadline):
+                    await waiter
+        except TimeoutError:
+            self._expire()
+        except asyncio.CancelledError:
+            self._close_now("cancelled")
+            raise
+        finally:
+            state.waiter = None
+
+    def _expire(self) -> None:
+        self._close_now("timed out")
+        raise QueryTimeout(
+            f"the stream did not finish within timeout_seconds={self._config.timeout_seconds} "
+            f"({self._rows_fetched} rows fetched)"
+        )
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._state.detach()
+        _registry.forget_stream(self)
+
+    def _close_now(self, because: str = "closed by close_all") -> bool:
+        """Stop fetching and drop buffered pages; return whether it was still open."""
+        if self.is_closed:
+            return False
+        self._state.close(because)
+        self._rows = None
+        _registry.forget_stream(self)
+        return True
+
+    async def close(self) -> None:
+        """Stop fetching and release the stream; closing twice is harmless."""
+        self._close_now("closed")
+
+    async def __aenter__(self) -> AsyncStreamingResultSet:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def frames(self) -> AsyncIterator[pd.DataFrame]:
+        """Iterate over one pandas DataFrame per page, typed from the CQL metadata."""
+        frames = importlib.import_module("cassnb._frames")
+        return cast("AsyncIterator[pd.DataFrame]", frames.stream_frames(self))
+
+    async def to_dataframe(self) -> pd.DataFrame:
+        """Read the rest of the stream into one pandas DataFrame, page by page."""
+        frames = importlib.import_module("cassnb._frames")
+        return cast("pd.DataFrame", await frames.stream_to_dataframe(self))
+
+    def __repr__(self) -> str:
+        if self._finished:
+            status = "finished"
+        elif self._state.closed_because is not None:
+            status = self._state.closed_because
+        else:
+            status = "open"
+        return (
+            f"<AsyncStreamingResultSet {status}, page {self._page_number}, "
+            f"{self._rows_fetched} rows>"
+        )
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is None or self.is_closed:
+            return
+        self._close_now("garbage collected")
+        warnings.warn(
+            f"unclosed stream opened at {self._origin}; use 'async with' or 'await stream.close()'",
+            ResourceWarning,
+            stacklevel=1,
+            source=self,
+        )
+
+
+class _Pages:
+    """The pages of a stream, as lists of rows."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: AsyncStreamingResultSet) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _Pages:
+        return self
+
+    async def __anext__(self) -> list[Row]:
+        stream = self._stream
+        rest = stream._rows
+        if rest is not None:
+            stream._rows = None
+            remainder = list(rest)
+            if remainder:
+                return remainder
+        page = await stream._next_page()
+        if page is None:
+            raise StopAsyncIteration
+        return page
