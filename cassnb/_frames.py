@@ -1,0 +1,589 @@
+"""Query results streamed into pandas, and DataFrames written back with prepared inserts.
+
+``read_cql`` reads a result page by page: each page becomes typed columns (dtypes from
+the result metadata, see ``cassnb._types``), and the columns are concatenated once at the
+end, so no list of every row is ever held. ``write_frame`` binds a frame column-wise to a
+prepared INSERT and runs it at bounded concurrency; missing values are left unset, so a
+write never creates tombstones unless asked to.
+
+A statement that returns no rows (DDL, INSERT, UPDATE, ...) reads back as an empty
+DataFrame with no columns; a SELECT that matches nothing reads back as an empty frame
+with the result's columns and dtypes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
+
+import numpy as np
+import pandas as pd
+from cassandra.query import UNSET_VALUE
+from cassandra.util import Date, Duration, OrderedMap
+from tqdm.auto import tqdm
+
+from cassnb._errors import CassandraError, ConfigurationError, QueryError
+from cassnb._types import (
+    DTYPE_BACKENDS,
+    Column,
+    ColumnwiseDecoder,
+    DtypeBackend,
+    FrameSchema,
+    PageDecoder,
+    cql_kind,
+)
+
+if TYPE_CHECKING:
+    from cassnb._session import AsyncSession
+    from cassnb._stream import AsyncStreamingResultSet
+
+__all__ = ["WriteFrameError", "read_cql", "stream_frames", "stream_to_dataframe", "write_frame"]
+
+Missing: TypeAlias = Literal["unset", "null"]
+
+#: The page -> columns implementation every frame in this module is built with.
+page_decoder: PageDecoder = ColumnwiseDecoder()
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def _check_backend(dtype_backend: str) -> DtypeBackend:
+    for backend in DTYPE_BACKENDS:
+        if dtype_backend == backend:
+            return backend
+    raise ConfigurationError(
+        f"dtype_backend must be one of {', '.join(map(repr, DTYPE_BACKENDS))}, "
+        f"not {dtype_backend!r}"
+    )
+
+
+def _frame(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
+    if not names:
+        return pd.DataFrame()
+    # Keyed by position so that duplicate column names (SELECT a, a) survive.
+    frame = pd.DataFrame(dict(enumerate(arrays)), copy=False)
+    frame.columns = pd.Index(list(names), dtype=object)
+    return frame
+
+
+def _concat(chunks: list[Column]) -> Column:
+    if len(chunks) == 1:
+        return chunks[0]
+    first = chunks[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(chunks)  # type: ignore[arg-type]
+    # The ExtensionArray interface's own concatenation; pandas-stubs does not declare it.
+    return cast(Column, cast(Any, type(first))._concat_same_type(chunks))
+
+
+def _result_schema(
+    stream: AsyncStreamingResultSet,
+    dtype_backend: DtypeBackend,
+    wanted: Sequence[str] | None,
+) -> FrameSchema:
+    names: Sequence[str] = stream.column_names or ()
+    types: Sequence[Any] = stream.column_types or ()
+    if wanted is None:
+        return FrameSchema.from_metadata(names, types, dtype_backend)
+    position: dict[str, int] = {}
+    for index, name in enumerate(names):
+        position.setdefault(name, index)
+    unknown = [name for name in wanted if name not in position]
+    if unknown:
+        raise ConfigurationError(
+            f"column(s) {', '.join(map(repr, unknown))} not in the result; "
+            f"it has {', '.join(map(repr, names)) or 'no columns'}"
+        )
+    return FrameSchema.from_metadata(names, types, dtype_backend, [position[n] for n in wanted])
+
+
+class _Progress:
+    """A tqdm bar of rows read, pages read and rows per second; silent when disabled."""
+
+    def __init__(self, enabled: bool, total: int | None) -> None:
+        self._bar = tqdm(total=total, unit=" rows", unit_scale=True) if enabled else None
+        self._pages = 0
+
+    def update(self, rows: int) -> None:
+        if self._bar is not None:
+            self._pages += 1
+            self._bar.set_postfix(pages=self._pages, refresh=False)
+            self._bar.update(rows)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextlib.asynccontextmanager
+async def _pages(stream: AsyncStreamingResultSet) -> AsyncIterator[AsyncIterator[Sequence[Any]]]:
+    pages = stream.pages()
+    try:
+        yield pages
+    finally:
+        # Leaving early must not leave a suspended generator for the collector to finish.
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _collect(
+    stream: AsyncStreamingResultSet,
+    dtype_backend: DtypeBackend,
+    *,
+    wanted: Sequence[str] | None = None,
+    max_rows: int | None = None,
+    progress: _Progress | None = None,
+) -> pd.DataFrame:
+    schema: FrameSchema | None = None
+    chunks: list[list[Column]] = []
+    rows = 0
+    async with _pages(stream) as pages:
+        async for page in pages:
+            if schema is None:
+                schema = _result_schema(stream, dtype_backend, wanted)
+                chunks = [[] for _ in schema.names]
+            if max_rows is not None and rows + len(page) > max_rows:
+                page = page[: max_rows - rows]
+            if page:
+                for column, array in zip(chunks, page_decoder.decode(page, schema), strict=True):
+                    column.append(array)
+                rows += len(page)
+                if progress is not None:
+                    progress.update(len(page))
+            if max_rows is not None and rows >= max_rows:
+                break
+    if schema is None:
+        schema = _result_schema(stream, dtype_backend, wanted)
+    if rows == 0:
+        return _frame(schema.names, schema.empty_columns())
+    arrays = []
+    for column in chunks:
+        arrays.append(_concat(column))
+        # Free each column's pages as soon as it is joined: peak memory stays near one frame.
+        column.clear()
+    return _frame(schema.names, arrays)
+
+
+async def stream_frames(
+    stream: AsyncStreamingResultSet, *, dtype_backend: DtypeBackend = "numpy_nullable"
+) -> AsyncIterator[pd.DataFrame]:
+    """Yield one DataFrame per page of ``stream``; an empty result yields one empty frame."""
+    backend = _check_backend(dtype_backend)
+    schema: FrameSchema | None = None
+    empty = True
+    async with _pages(stream) as pages:
+        async for page in pages:
+            if schema is None:
+                schema = _result_schema(stream, backend, None)
+            if page:
+                empty = False
+                yield _frame(schema.names, page_decoder.decode(page, schema))
+    if empty:
+        # So that pd.concat over the frames always has the result's columns and dtypes.
+        schema = schema or _result_schema(stream, backend, None)
+        yield _frame(schema.names, schema.empty_columns())
+
+
+async def stream_to_dataframe(
+    stream: AsyncStreamingResultSet, *, dtype_backend: DtypeBackend = "numpy_nullable"
+) -> pd.DataFrame:
+    """Read every remaining page of ``stream`` into one DataFrame."""
+    return await _collect(stream, _check_backend(dtype_backend))
+
+
+def _as_names(value: str | Sequence[str] | None, argument: str) -> list[str] | None:
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    if not all(isinstance(name, str) for name in names):
+        raise ConfigurationError(f"{argument} must be a column name or a list of column names")
+    return names
+
+
+async def read_cql(
+    query: Any,
+    session: AsyncSession | None = None,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+    *,
+    fetch_size: int = 5000,
+    max_rows: int | None = None,
+    columns: Sequence[str] | None = None,
+    index_col: str | Sequence[str] | None = None,
+    dtype_backend: DtypeBackend = "numpy_nullable",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Run a CQL query and return its rows as a DataFrame typed from the result metadata.
+
+    ``params`` is a sequence for ``?`` markers or a mapping for ``:name`` markers; a string
+    query with params is prepared first. ``max_rows`` stops reading (and closes the stream)
+    once that many rows arrived; ``columns`` keeps those result columns in that order;
+    ``index_col`` makes one or more columns the index. A statement that returns no rows
+    gives an empty DataFrame with no columns.
+    """
+    backend = _check_backend(dtype_backend)
+    if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
+        raise ConfigurationError(f"fetch_size must be a positive int, not {fetch_size!r}")
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0
+    ):
+        raise ConfigurationError(f"max_rows must be None or an int >= 0, not {max_rows!r}")
+    wanted = _as_names(columns, "columns")
+    index = _as_names(index_col, "index_col")
+    if wanted is not None and index is not None:
+        wanted = [*index, *(name for name in wanted if name not in index)]
+    if session is None:
+        from cassnb._registry import get_default_session
+
+        session = get_default_session()
+    from cassnb._stream import StreamConfig
+
+    statement = query
+    if params is not None and isinstance(query, str):
+        statement = await session.prepare(query)
+    if max_rows is not None:
+        # Ask for no more than is wanted: a small max_rows should not fetch a whole page.
+        fetch_size = max(1, min(fetch_size, max_rows))
+    progress_bar = _Progress(progress, max_rows)
+    try:
+        stream = await session.execute_stream(
+            statement, params, stream_config=StreamConfig(fetch_size=fetch_size)
+        )
+        async with stream:
+            frame = await _collect(
+                stream, backend, wanted=wanted, max_rows=max_rows, progress=progress_bar
+            )
+    finally:
+        progress_bar.close()
+    if index is not None:
+        frame = frame.set_index(index)
+    return frame
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+class WriteFrameError(QueryError):
+    """A row of a frame could not be written; says which, and how many rows were written.
+
+    ``row_label`` is the row's index label, ``row_position`` its position (0-based),
+    ``column`` the column at fault when known, and ``rows_written`` how many rows had been
+    written when the failure stopped the writing. Rows are written concurrently, so those
+    are not necessarily the rows before ``row_position``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        row_position: int | None,
+        row_label: Any,
+        column: str | None,
+        rows_written: int,
+    ) -> None:
+        super().__init__(message)
+        self.row_position = row_position
+        self.row_label = row_label
+        self.column = column
+        self.rows_written = rows_written
+
+
+_IDENTIFIER: Final = re.compile(r'"((?:[^"]|"")*)"|([A-Za-z_][A-Za-z0-9_]*)')
+_BIND_CHUNK: Final = 4096
+
+
+def quote_identifier(name: str) -> str:
+    """Return ``name`` as a quoted CQL identifier, which keeps its exact case."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table_parts(table: str) -> list[str]:
+    """Split ``ks.tbl`` / ``"Ks"."Tbl"`` into exact names, folding unquoted parts to lower case."""
+    parts: list[str] = []
+    position = 0
+    while True:
+        match = _IDENTIFIER.match(table, position)
+        if match is None:
+            break
+        quoted, bare = match.groups()
+        parts.append(quoted.replace('""', '"') if quoted is not None else bare.lower())
+        position = match.end()
+        if position == len(table):
+            return parts
+        if table[position] != ".":
+            break
+        position += 1
+    raise ConfigurationError(
+        f"{table!r} is not a table name: use name, keyspace.name, or quote names that have "
+        'capitals or other characters, e.g. "MyKeyspace"."My Table"'
+    )
+
+
+def _qualified_table(table: str, keyspace: str | None) -> str:
+    parts = _table_parts(table)
+    if len(parts) > 2:
+        raise ConfigurationError(f"{table!r} has more than a keyspace and a table name")
+    if keyspace is not None:
+        if len(parts) == 2:
+            raise ConfigurationError(f"{table!r} already names a keyspace; drop keyspace=")
+        parts = [*_table_parts(keyspace), *parts]
+        if len(parts) != 2:
+            raise ConfigurationError(f"keyspace={keyspace!r} is not a keyspace name")
+    return ".".join(quote_identifier(part) for part in parts)
+
+
+_INT_KINDS: Final = frozenset({"tinyint", "smallint", "int", "bigint", "varint", "counter"})
+
+
+def _to_driver(cqltype: Any) -> Callable[[Any], Any] | None:
+    """Return how to turn a plain Python value (as Arrow gives it) into one the driver binds."""
+    kind, cqltype = cql_kind(cqltype)
+    if kind in ("uuid", "timeuuid"):
+        return lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v))
+    if kind == "decimal":
+        return lambda v: v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
+    if kind in ("list", "set", "vector"):
+        inner = _to_driver(cqltype.subtype if kind == "vector" else cqltype.subtypes[0])
+        if inner is None:
+            return None
+        return lambda v: [inner(x) for x in v]
+    if kind == "map":
+        key = _to_driver(cqltype.subtypes[0]) or _same
+        value = _to_driver(cqltype.subtypes[1]) or _same
+        return lambda v: OrderedMap(
+            (key(k), None if x is None else value(x))
+            for k, x in (v.items() if isinstance(v, Mapping) else v)
+        )
+    if kind in ("tuple", "udt"):
+        fields = [_to_driver(t) or _same for t in cqltype.subtypes]
+        names = list(getattr(cqltype, "fieldnames", None) or [str(i) for i in range(len(fields))])
+
+        def record(v: Any) -> tuple[Any, ...]:
+            items = [v.get(n) for n in names] if isinstance(v, Mapping) else list(v)
+            return tuple(None if x is None else f(x) for f, x in zip(fields, items, strict=False))
+
+        return record
+    return None
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _column_values(series: pd.Series, cqltype: Any, missing_value: Any) -> list[Any]:
+    """Return one bindable Python value per row of ``series`` for a column of ``cqltype``."""
+    kind = cql_kind(cqltype)[0]
+    dtype = series.dtype
+    missing = series.isna().to_numpy(dtype=bool)
+    values: list[Any]
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        # Naive datetimes are UTC, as in Cassandra and the driver.
+        millis = series.to_numpy(dtype="datetime64[ms]").view(np.int64)
+        if kind == "date":
+            values = [Date(days) for days in np.floor_divide(millis, 86_400_000).tolist()]
+        else:
+            values = millis.tolist()
+    elif isinstance(dtype, np.dtype) and dtype.kind == "m":
+        nanos = series.to_numpy(dtype="timedelta64[ns]").view(np.int64).tolist()
+        values = [Duration(0, 0, n) for n in nanos] if kind == "duration" else nanos
+    elif isinstance(dtype, pd.ArrowDtype):
+        values = series.array.__arrow_array__().to_pylist()
+        convert = _to_driver(cqltype)
+        if convert is not None:
+            values = [None if v is None else convert(v) for v in values]
+    elif isinstance(dtype, np.dtype) and dtype.kind == "f" and kind in _INT_KINDS:
+        # An int column with gaps became float64; integral floats bind as ints.
+        floats = series.to_numpy(dtype=np.float64)
+        present = floats[~missing]
+        if np.all(np.mod(present, 1) == 0):
+            values = np.where(missing, 0, floats).astype(np.int64).tolist()
+        else:
+            values = floats.tolist()
+    else:
+        values = series.tolist()
+        if kind in ("uuid", "timeuuid", "decimal"):
+            convert = _to_driver(cqltype)
+            assert convert is not None
+            values = [v if m else convert(v) for v, m in zip(values, missing, strict=True)]
+    if missing.any():
+        for position in np.flatnonzero(missing).tolist():
+            values[position] = missing_value
+    return values
+
+
+class _BadCell(Exception):
+    def __init__(self, position: int, column: str | None, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.position = position
+        self.column = column
+        self.cause = cause
+
+
+def _bound_rows(
+    frame: pd.DataFrame,
+    prepared: Any,
+    missing_value: Any,
+    key_positions: Sequence[int],
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(position, bound statement)`` per row, converting the frame a chunk at a time."""
+    names = [str(name) for name in frame.columns]
+    types = [meta.type for meta in prepared.column_metadata]
+    protocol = prepared.protocol_version
+    for start in range(0, len(frame), _BIND_CHUNK):
+        chunk = frame.iloc[start : start + _BIND_CHUNK]
+        columns = []
+        for index, (name, cqltype) in enumerate(zip(names, types, strict=True)):
+            try:
+                columns.append(_column_values(chunk.iloc[:, index], cqltype, missing_value))
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                raise _BadCell(
+                    start + _first_bad(chunk.iloc[:, index], cqltype, missing_value), name, exc
+                ) from exc
+        for offset, values in enumerate(zip(*columns, strict=True)):
+            position = start + offset
+            for key in key_positions:
+                if values[key] is missing_value or values[key] is None:
+                    raise _BadCell(
+                        position,
+                        names[key],
+                        ValueError("a partition key column cannot be missing"),
+                    )
+            try:
+                yield position, prepared.bind(values)
+            except Exception as exc:
+                column = next(
+                    (
+                        name
+                        for name, cqltype, value in zip(names, types, values, strict=True)
+                        if not _serializes(cqltype, value, protocol)
+                    ),
+                    None,
+                )
+                raise _BadCell(position, column, exc) from exc
+
+
+def _first_bad(series: pd.Series, cqltype: Any, missing_value: Any) -> int:
+    for offset in range(len(series)):
+        try:
+            _column_values(series.iloc[offset : offset + 1], cqltype, missing_value)
+        except (TypeError, ValueError, ArithmeticError):
+            return offset
+    return 0
+
+
+def _serializes(cqltype: Any, value: Any, protocol: int) -> bool:
+    if value is None or value is UNSET_VALUE:
+        return True
+    try:
+        cqltype.serialize(value, protocol)
+    except Exception:
+        return False
+    return True
+
+
+async def write_frame(
+    df: pd.DataFrame,
+    table: str,
+    session: AsyncSession | None = None,
+    *,
+    keyspace: str | None = None,
+    concurrency: int = 64,
+    consistency: Any = None,
+    ttl: int | None = None,
+    missing: Missing = "unset",
+) -> int:
+    """Insert every row of ``df`` into ``table`` and return how many rows were written.
+
+    Columns are matched to table columns by exact name (case-sensitive, quoted). Missing
+    values (NA, None, NaT, and NaN in plain float columns) are left unset, which writes no
+    tombstone and keeps what the row already had; ``missing="null"`` writes them as NULL.
+    ``table`` follows CQL: unquoted names are case-insensitive, quote them to keep case.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigurationError(f"write_frame needs a pandas DataFrame, not {type(df).__name__}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be a positive int, not {concurrency!r}")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
+        raise ConfigurationError(f"ttl must be None or an int of seconds >= 0, not {ttl!r}")
+    if missing not in ("unset", "null"):
+        raise ConfigurationError(f"missing must be 'unset' or 'null', not {missing!r}")
+    names = list(df.columns)
+    if not names:
+        raise ConfigurationError("the DataFrame has no columns to write")
+    if not all(isinstance(name, str) for name in names):
+        raise ConfigurationError("every column name must be a str (the CQL column name)")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ConfigurationError(f"duplicate column name(s): {', '.join(map(repr, duplicated))}")
+    target = _qualified_table(table, keyspace)
+    if session is None:
+        from cassnb._registry import get_default_session
+
+        session = get_default_session()
+
+    cql = (
+        f"INSERT INTO {target} ({', '.join(quote_identifier(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    if ttl is not None:
+        cql += f" USING TTL {ttl}"
+    try:
+        prepared = await session.prepare(cql)
+    except CassandraError as exc:
+        raise WriteFrameError(
+            f"cannot write to {target}: {exc}; 0 rows written",
+            row_position=None,
+            row_label=None,
+            column=None,
+            rows_written=0,
+        ) from exc
+
+    missing_value = UNSET_VALUE if missing == "unset" else None
+    rows = _bound_rows(df, prepared, missing_value, prepared.routing_key_indexes or ())
+    written = 0
+    failures: list[tuple[int, str | None, BaseException]] = []
+
+    async def worker() -> None:
+        nonlocal written
+        while not failures:
+            try:
+                position, bound = next(rows)
+            except StopIteration:
+                return
+            except _BadCell as bad:
+                failures.append((bad.position, bad.column, bad.cause))
+                return
+            try:
+                await session.execute(bound, consistency=consistency)
+            except CassandraError as exc:
+                failures.append((position, None, exc))
+                return
+            written += 1
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, len(df))):
+            group.create_task(worker())
+
+    if failures:
+        position, column, cause = min(failures, key=lambda failure: failure[0])
+        label = df.index[position]
+        where = f"row {label!r} (position {position})"
+        if column is not None:
+            where += f", column {column!r}"
+        raise WriteFrameError(
+            f"cannot write {where} to {target}: {cause}; "
+            f"{written} of {len(df)} rows were written before the failure stopped writing",
+            row_position=position,
+            row_label=label,
+            column=column,
+            rows_written=written,
+        ) from cause
+    return written
