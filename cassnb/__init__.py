@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         QueryError,
         QueryTimeout,
     )
+    from cassnb._frames import read_cql, write_frame
     from cassnb._registry import get_default_session, set_default_session
     from cassnb._results import AsyncResultSet, Row
     from cassnb._session import AsyncSession
@@ -42,7 +43,9 @@ __all__ = [
     "StreamConfig",
     "__version__",
     "get_default_session",
+    "read_cql",
     "set_default_session",
+    "write_frame",
 ]
 
 _HOMES = {
@@ -59,7 +62,9 @@ _HOMES = {
     "Row": "cassnb._results",
     "StreamConfig": "cassnb._stream",
     "get_default_session": "cassnb._registry",
+    "read_cql": "cassnb._frames",
     "set_default_session": "cassnb._registry",
+    "write_frame": "cassnb._frames",
 }
 
 
