@@ -27,6 +27,11 @@ from cassandra.query import UNSET_VALUE
 from cassandra.util import Date, Duration, OrderedMap
 from tqdm.auto import tqdm
 
+try:
+    import pyarrow as pa
+except ImportError:  # only ArrowDtype columns need it, and those come with it
+    pa = None
+
 from cassnb._errors import CassandraError, ConfigurationError, QueryError
 from cassnb._types import (
     DTYPE_BACKENDS,
@@ -68,7 +73,7 @@ def _frame(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
         return pd.DataFrame()
     # Keyed by position so that duplicate column names (SELECT a, a) survive.
     frame = pd.DataFrame(dict(enumerate(arrays)), copy=False)
-    frame.columns = pd.Index(list(names), dtype=object)
+    frame.columns = pd.Index(list(names))
     return frame
 
 
@@ -356,6 +361,7 @@ def _to_driver(cqltype: Any) -> Callable[[Any], Any] | None:
     if kind == "map":
         key = _to_driver(cqltype.subtypes[0]) or _same
         value = _to_driver(cqltype.subtypes[1]) or _same
+        # OrderedMap, unlike dict, takes the unhashable keys a frozen collection key gives.
         return lambda v: OrderedMap(
             (key(k), None if x is None else value(x))
             for k, x in (v.items() if isinstance(v, Mapping) else v)
@@ -376,16 +382,51 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _arrow_temporal_type(dtype: Any) -> Any:
+    """Return the Arrow type of an Arrow date/time/duration dtype, else None."""
+    if not isinstance(dtype, pd.ArrowDtype):
+        return None
+    arrow_type = dtype.pyarrow_dtype
+    temporal = (pa.types.is_timestamp, pa.types.is_date, pa.types.is_time, pa.types.is_duration)
+    return arrow_type if any(test(arrow_type) for test in temporal) else None
+
+
+def _numpy_temporal(series: pd.Series, arrow_type: Any) -> pd.Series:
+    """Return an Arrow date/time column as a numpy datetime64/timedelta64 column.
+
+    Python's date, time and datetime objects cannot hold every value (nanoseconds, years
+    beyond 9999), so Arrow temporal columns are converted through their integer ticks.
+    """
+    is_date32 = pa.types.is_date32(arrow_type)
+    arrow = series.array.__arrow_array__().cast(pa.int32() if is_date32 else pa.int64())
+    ticks = arrow.fill_null(0).to_numpy().astype(np.int64)
+    if is_date32:
+        ticks, unit = ticks * 86_400, "s"
+    elif pa.types.is_date64(arrow_type):
+        unit = "ms"
+    else:
+        unit = arrow_type.unit
+    kind = (
+        "timedelta64"
+        if pa.types.is_time(arrow_type) or pa.types.is_duration(arrow_type)
+        else "datetime64"
+    )
+    return pd.Series(ticks.view(f"{kind}[{unit}]"), index=series.index)
+
+
 def _column_values(series: pd.Series, cqltype: Any, missing_value: Any) -> list[Any]:
     """Return one bindable Python value per row of ``series`` for a column of ``cqltype``."""
     kind = cql_kind(cqltype)[0]
-    dtype = series.dtype
     missing = series.isna().to_numpy(dtype=bool)
+    arrow_temporal = _arrow_temporal_type(series.dtype)
+    if arrow_temporal is not None:
+        series = _numpy_temporal(series, arrow_temporal)
+    dtype = series.dtype
     values: list[Any]
     if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
         if isinstance(dtype, pd.DatetimeTZDtype):
             series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        # Naive datetimes are UTC, as in Cassandra and the driver.
+        # Naive datetimes are UTC, as in Cassandra and the driver; sub-milliseconds floor.
         millis = series.to_numpy(dtype="datetime64[ms]").view(np.int64)
         if kind == "date":
             values = [Date(days) for days in np.floor_divide(millis, 86_400_000).tolist()]
@@ -402,8 +443,7 @@ def _column_values(series: pd.Series, cqltype: Any, missing_value: Any) -> list[
     elif isinstance(dtype, np.dtype) and dtype.kind == "f" and kind in _INT_KINDS:
         # An int column with gaps became float64; integral floats bind as ints.
         floats = series.to_numpy(dtype=np.float64)
-        present = floats[~missing]
-        if np.all(np.mod(present, 1) == 0):
+        if np.all(np.mod(floats[~missing], 1) == 0):
             values = np.where(missing, 0, floats).astype(np.int64).tolist()
         else:
             values = floats.tolist()
@@ -420,6 +460,8 @@ def _column_values(series: pd.Series, cqltype: Any, missing_value: Any) -> list[
 
 
 class _BadCell(Exception):
+    """A cell that cannot be bound, found before its row was sent."""
+
     def __init__(self, position: int, column: str | None, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.position = position
@@ -427,56 +469,72 @@ class _BadCell(Exception):
         self.cause = cause
 
 
-def _bound_rows(
-    frame: pd.DataFrame,
-    prepared: Any,
-    missing_value: Any,
-    key_positions: Sequence[int],
-) -> Iterator[tuple[int, Any]]:
-    """Yield ``(position, bound statement)`` per row, converting the frame a chunk at a time."""
-    names = [str(name) for name in frame.columns]
-    types = [meta.type for meta in prepared.column_metadata]
-    protocol = prepared.protocol_version
-    for start in range(0, len(frame), _BIND_CHUNK):
-        chunk = frame.iloc[start : start + _BIND_CHUNK]
-        columns = []
-        for index, (name, cqltype) in enumerate(zip(names, types, strict=True)):
+_CONVERSION_ERRORS: Final = (TypeError, ValueError, ArithmeticError, decimal.InvalidOperation)
+
+
+class _Rows:
+    """The rows of a frame as bound statements, converted a chunk of rows at a time."""
+
+    def __init__(self, frame: pd.DataFrame, prepared: Any, missing_value: Any) -> None:
+        self._frame = frame
+        self._prepared = prepared
+        self._missing_value = missing_value
+        self._names = [str(name) for name in frame.columns]
+        self._types = [meta.type for meta in prepared.column_metadata]
+        self._keys = tuple(prepared.routing_key_indexes or ())
+
+    def _columns(self, chunk: pd.DataFrame) -> list[list[Any]]:
+        return [
+            _column_values(chunk.iloc[:, index], cqltype, self._missing_value)
+            for index, cqltype in enumerate(self._types)
+        ]
+
+    def _first_bad_cell(self, chunk: pd.DataFrame, start: int) -> _BadCell:
+        """Find the first cell of a chunk that does not convert, row by row."""
+        for offset in range(len(chunk)):
+            for index, cqltype in enumerate(self._types):
+                try:
+                    _column_values(chunk.iloc[offset : offset + 1, index], cqltype, None)
+                except _CONVERSION_ERRORS as exc:
+                    return _BadCell(start + offset, self._names[index], exc)
+        raise AssertionError("a chunk failed to convert but none of its cells does")
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        """Yield ``(position, bound statement)``; raise _BadCell at the first bad cell."""
+        frame = self._frame
+        for start in range(0, len(frame), _BIND_CHUNK):
+            chunk = frame.iloc[start : start + _BIND_CHUNK]
+            bad: _BadCell | None = None
             try:
-                columns.append(_column_values(chunk.iloc[:, index], cqltype, missing_value))
-            except (TypeError, ValueError, ArithmeticError) as exc:
+                columns = self._columns(chunk)
+            except _CONVERSION_ERRORS:
+                # Send the rows before the bad cell, so that what was written is a prefix.
+                bad = self._first_bad_cell(chunk, start)
+                columns = self._columns(chunk.iloc[: bad.position - start])
+            for offset, values in enumerate(zip(*columns, strict=True)):
+                yield start + offset, self._bind(start + offset, values)
+            if bad is not None:
+                raise bad
+
+    def _bind(self, position: int, values: tuple[Any, ...]) -> Any:
+        for key in self._keys:
+            if values[key] is None or values[key] is UNSET_VALUE:
                 raise _BadCell(
-                    start + _first_bad(chunk.iloc[:, index], cqltype, missing_value), name, exc
-                ) from exc
-        for offset, values in enumerate(zip(*columns, strict=True)):
-            position = start + offset
-            for key in key_positions:
-                if values[key] is missing_value or values[key] is None:
-                    raise _BadCell(
-                        position,
-                        names[key],
-                        ValueError("a partition key column cannot be missing"),
-                    )
-            try:
-                yield position, prepared.bind(values)
-            except Exception as exc:
-                column = next(
-                    (
-                        name
-                        for name, cqltype, value in zip(names, types, values, strict=True)
-                        if not _serializes(cqltype, value, protocol)
-                    ),
-                    None,
+                    position, self._names[key], ValueError("a partition key cannot be missing")
                 )
-                raise _BadCell(position, column, exc) from exc
-
-
-def _first_bad(series: pd.Series, cqltype: Any, missing_value: Any) -> int:
-    for offset in range(len(series)):
         try:
-            _column_values(series.iloc[offset : offset + 1], cqltype, missing_value)
-        except (TypeError, ValueError, ArithmeticError):
-            return offset
-    return 0
+            return self._prepared.bind(values)
+        except Exception as exc:
+            protocol = self._prepared.protocol_version
+            column = next(
+                (
+                    name
+                    for name, cqltype, value in zip(self._names, self._types, values, strict=True)
+                    if not _serializes(cqltype, value, protocol)
+                ),
+                None,
+            )
+            raise _BadCell(position, column, exc) from exc
 
 
 def _serializes(cqltype: Any, value: Any, protocol: int) -> bool:
@@ -547,7 +605,7 @@ async def write_frame(
         ) from exc
 
     missing_value = UNSET_VALUE if missing == "unset" else None
-    rows = _bound_rows(df, prepared, missing_value, prepared.routing_key_indexes or ())
+    rows = iter(_Rows(df, prepared, missing_value))
     written = 0
     failures: list[tuple[int, str | None, BaseException]] = []
 

@@ -16,42 +16,10 @@ import pytest
 import pytest_asyncio
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
+from cassandra.query import UNSET_VALUE
+from frames_reference import KEYSPACE, ROWS, TYPED_COLUMNS
 
 from cassnb import local
-
-KEYSPACE = "cassnb_frames_test"
-
-#: Every CQL type the type table covers: (column, CQL type).
-TYPED_COLUMNS: list[tuple[str, str]] = [
-    ("c_ascii", "ascii"),
-    ("c_text", "text"),
-    ("c_varchar", "varchar"),
-    ("c_tinyint", "tinyint"),
-    ("c_smallint", "smallint"),
-    ("c_int", "int"),
-    ("c_bigint", "bigint"),
-    ("c_varint", "varint"),
-    ("c_float", "float"),
-    ("c_double", "double"),
-    ("c_decimal", "decimal"),
-    ("c_boolean", "boolean"),
-    ("c_timestamp", "timestamp"),
-    ("c_date", "date"),
-    ("c_time", "time"),
-    ("c_duration", "duration"),
-    ("c_uuid", "uuid"),
-    ("c_timeuuid", "timeuuid"),
-    ("c_inet", "inet"),
-    ("c_blob", "blob"),
-    ("c_list", "list<int>"),
-    ("c_set", "set<text>"),
-    ("c_map", "map<text, bigint>"),
-    ("c_tuple", "tuple<int, text, timestamp>"),
-    ("c_frozen", "frozen<map<text, frozen<list<int>>>>"),
-    ("c_nested", "list<frozen<set<date>>>"),
-    ("c_udt", "address"),
-    ("c_vector", "vector<float, 3>"),
-]
 
 _SCHEMA = [
     f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
@@ -121,3 +89,16 @@ async def session(node: local.ClusterInfo, driver: Session) -> AsyncIterator[Any
         await cluster.connect(KEYSPACE) as connected,
     ):
         yield connected
+
+
+@pytest.fixture(scope="session")
+def reference_rows(driver: Session) -> dict[int, dict[str, Any]]:
+    """Write the reference rows into ``types`` with the plain driver, once."""
+    names = [name for name, _ in TYPED_COLUMNS]
+    insert = driver.prepare(
+        f"INSERT INTO types (k, {', '.join(names)}) VALUES (?, {', '.join('?' for _ in names)})"
+    )
+    driver.execute("TRUNCATE types")
+    for key, row in ROWS.items():
+        driver.execute(insert, [key, *(row.get(name, UNSET_VALUE) for name in names)])
+    return ROWS
