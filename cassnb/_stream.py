@@ -34,10 +34,11 @@ class StreamConfig:
     """How a stream fetches: page size, progress callback, limits and read-ahead.
 
     ``page_callback(page_number, rows_in_page)`` is called as each page is handed to the
-    consumer, pages numbered from 1 (it may be a coroutine function). ``max_pages`` stops
-    after that many pages. ``timeout_seconds`` bounds the whole stream, from opening to the
-    last page. ``prefetch`` is how many pages may wait, already fetched, while the
-    consumer works on the current one; 0 requests a page only when the consumer asks.
+    consumer, pages numbered from 1 (it may be a coroutine function); pages are never
+    empty, so an empty result has none. ``max_pages`` stops after that many pages.
+    ``timeout_seconds`` bounds the whole stream, from opening to the last page.
+    ``prefetch`` is how many pages may wait, already fetched, while the consumer works on
+    the current one; 0 requests a page only when the consumer asks.
     """
 
     fetch_size: int = 1000
@@ -118,11 +119,14 @@ class _State:
         if self.closed_because is not None:
             return
         self.requesting = False
-        self.pages_received += 1
         if self.column_names is None:
             self.column_names = list(page.column_names or [])
             self.column_types = list(page.column_types or [])
-        self.buffer.append(page.rows)
+        # The server may answer with an empty page (typically the last one); consumers
+        # never see those, and they do not count as pages.
+        if page.rows:
+            self.pages_received += 1
+            self.buffer.append(page.rows)
         if not page.has_more or (
             self.max_pages is not None and self.pages_received >= self.max_pages
         ):
