@@ -172,6 +172,11 @@ class AsyncSession:
         return int(self._session.cluster.protocol_version)
 
     @property
+    def metadata(self) -> Any:
+        """The driver's ``cassandra.metadata.Metadata``: schema, token ring and replicas."""
+        return self._session.cluster.metadata
+
+    @property
     def cluster(self) -> AsyncCluster | None:
         """The AsyncCluster this session was opened from."""
         return self._cluster
