@@ -1,0 +1,215 @@
+"""%%cql and %cql in a real kernel, against the real node."""
+
+from __future__ import annotations
+
+from .conftest import KEYSPACE, Kernel
+
+
+def test_a_cell_runs_on_the_kernels_own_loop(kernel: Kernel) -> None:
+    kernel.ok("%%cql\nSELECT * FROM flights WHERE carrier = 'AA' AND month = 1")
+    reply = kernel.ok(
+        "magic = get_ipython().magics_manager.registry['CQLMagic']\n"
+        "kernel_loop = get_ipython().kernel.io_loop.asyncio_loop\n"
+        "print(magic.last_loop is kernel_loop, kernel_loop.is_running())"
+    )
+    assert reply.stdout.strip() == "True True"
+
+
+def test_top_level_await_works_in_the_same_notebook(kernel: Kernel) -> None:
+    reply = kernel.ok(
+        "import asyncio, cassnb\n"
+        "await asyncio.sleep(0)\n"
+        "frame = await cassnb.read_cql('SELECT count(*) FROM flights')\n"
+        "counted = %cql SELECT count(*) FROM flights\n"
+        "print(int(frame.iloc[0, 0]), int(counted.iloc[0, 0]))"
+    )
+    assert reply.stdout.split() == ["47", "47"]
+
+
+def test_the_value_is_the_full_frame_and_the_view_is_limited(kernel: Kernel) -> None:
+    kernel.ok("%config CQLMagic.displaylimit = 5")
+    try:
+        reply = kernel.ok(
+            "%%cql --out saved\nSELECT * FROM flights WHERE carrier = 'AA' AND month = 1"
+        )
+        lines = reply.text.splitlines()
+        assert lines[-1] == "40 rows, showing the first 5 (%config CQLMagic.displaylimit)"
+        assert len(lines) == 1 + 5 + 1
+        assert reply.result is not None and "40 rows" in reply.result["text/html"]
+        check = kernel.ok(
+            "import pandas as pd\n"
+            "print(type(_) is pd.DataFrame, len(_), len(saved), _ is saved, list(saved.columns))"
+        )
+        assert check.stdout.strip().split(maxsplit=4) == [
+            "True",
+            "40",
+            "40",
+            "True",
+            "['carrier', 'month', 'id', 'delay', 'dest']",
+        ]
+    finally:
+        kernel.ok("%config CQLMagic.displaylimit = 10")
+
+
+def test_line_form_returns_a_real_dataframe(kernel: Kernel) -> None:
+    reply = kernel.ok(
+        "df = %cql SELECT count(*) FROM flights\n"
+        "print(type(df).__module__, type(df).__name__, int(df['count'].iloc[0]))"
+    )
+    assert reply.stdout.split() == ["pandas", "DataFrame", "47"]
+
+
+def test_placeholders_are_bound_as_data(kernel: Kernel) -> None:
+    kernel.ok(
+        "%cql CREATE TABLE IF NOT EXISTS notes (k int PRIMARY KEY, note text)\n%cql TRUNCATE notes"
+    )
+    reply = kernel.ok(
+        "key = 7\n"
+        'note = "x\'); DROP TABLE notes; --"\n'
+        "%cql INSERT INTO notes (k, note) VALUES (:key, :note)\n"
+        "stored = %cql SELECT note FROM notes WHERE k = :key\n"
+        "print(repr(stored['note'].iloc[0]))"
+    )
+    assert reply.stdout.strip() == repr("x'); DROP TABLE notes; --")
+    still_there = kernel.ok("%cql SELECT count(*) FROM notes")
+    assert "1 row" in still_there.text
+
+
+def test_an_unknown_name_fails_in_one_line_before_anything_runs(kernel: Kernel) -> None:
+    kernel.ok("%cql CREATE TABLE IF NOT EXISTS marks (k int PRIMARY KEY)\n%cql TRUNCATE marks")
+    reply = kernel.run(
+        "%%cql\nINSERT INTO marks (k) VALUES (1);\nSELECT * FROM marks WHERE k = :no_such_name;"
+    )
+    assert reply.status == "error"
+    assert reply.ename == "UsageError"
+    shown = reply.stderr.strip()
+    assert "no_such_name" in shown and len(shown.splitlines()) == 1
+    assert "0 rows" in kernel.ok("%cql SELECT * FROM marks").text
+
+
+def test_several_statements_in_one_cell(kernel: Kernel) -> None:
+    reply = kernel.ok(
+        "%%cql\n"
+        "CREATE TABLE IF NOT EXISTS multi (k int PRIMARY KEY, v text);  -- a; comment\n"
+        "INSERT INTO multi (k, v) VALUES (1, 'one; with semicolon');\n"
+        "/* a; block */ INSERT INTO multi (k, v) VALUES (2, 'it''s');\n"
+        "// another; comment\n"
+        "SELECT * FROM multi WHERE k IN (1, 2);"
+    )
+    assert "one; with semicolon" in reply.text and "it's" in reply.text
+    assert reply.text.splitlines()[-1] == "2 rows"
+
+
+def test_ddl_and_writes_display_nothing(kernel: Kernel) -> None:
+    reply = kernel.ok(
+        "%%cql\nCREATE TABLE IF NOT EXISTS quiet (k int PRIMARY KEY);\n"
+        "INSERT INTO quiet (k) VALUES (1);"
+    )
+    assert reply.result is None and not reply.displays
+    assert reply.stdout == "" and reply.stderr == ""
+
+
+def test_use_switches_the_keyspace(kernel: Kernel) -> None:
+    try:
+        reply = kernel.ok(
+            "%%cql\nUSE system_schema;\nSELECT keyspace_name FROM keyspaces "
+            f"WHERE keyspace_name = '{KEYSPACE}'"
+        )
+        assert KEYSPACE in reply.text
+        check = kernel.ok("import cassnb\nprint(cassnb.get_default_session().keyspace)")
+        assert check.stdout.strip() == "system_schema"
+    finally:
+        kernel.ok(f"%cql USE {KEYSPACE}")
+
+
+def test_describe_keyspaces_and_table(kernel: Kernel) -> None:
+    kernel.ok("%cql DESCRIBE KEYSPACES")
+    names = kernel.ok("print(sorted(_['keyspace_name']))").stdout
+    assert KEYSPACE in names and "system_schema" in names
+    table = kernel.ok("%%cql\nDESCRIBE TABLE flights")
+    assert table.text.startswith(f"CREATE TABLE {KEYSPACE}.flights (")
+    assert "PRIMARY KEY ((carrier, month), id)" in table.text
+    columns = kernel.ok("print(list(_.columns))")
+    assert "create_statement" in columns.stdout
+
+
+def test_a_bad_query_is_one_line_and_the_next_cell_works(kernel: Kernel) -> None:
+    reply = kernel.run("%%cql\nSELECT nope FROM flights")
+    assert reply.status == "error"
+    assert reply.error is not None and reply.error["ename"] == "QueryError"
+    assert reply.error_text == "QueryError: Undefined column name nope in table " + (
+        f"{KEYSPACE}.flights [Invalid query]"
+    )
+    assert "1 row" in kernel.ok("%cql SELECT count(*) FROM flights").text
+
+
+def test_syntax_error_is_one_line(kernel: Kernel) -> None:
+    reply = kernel.run("%cql SELEKT 1")
+    assert reply.status == "error"
+    assert len(reply.error_text.splitlines()) == 1
+    assert reply.error_text.startswith("QueryError: line 1:0")
+
+
+def test_full_traceback_when_short_errors_is_off(kernel: Kernel) -> None:
+    kernel.ok("%config CQLMagic.short_errors = False")
+    try:
+        reply = kernel.run("%cql SELECT nope FROM flights")
+        assert reply.status == "error"
+        assert "Traceback" in reply.error_text or len(reply.error["traceback"]) > 3  # type: ignore[index]
+    finally:
+        kernel.ok("%config CQLMagic.short_errors = True")
+
+
+def test_allow_filtering_refusal_names_the_partition_key(kernel: Kernel) -> None:
+    reply = kernel.run("%cql SELECT * FROM flights WHERE dest = 'JFK'")
+    assert reply.status == "error"
+    assert len(reply.error_text.splitlines()) == 1
+    assert "ALLOW FILTERING" in reply.error_text
+    assert "partition key of cassnb_magics_test.flights: (carrier, month)" in reply.error_text
+
+
+def test_trace_shows_the_events_as_a_table(kernel: Kernel) -> None:
+    reply = kernel.ok("%%cql --trace\nSELECT * FROM flights WHERE carrier = 'UA' AND month = 2")
+    assert reply.stdout.startswith("trace ")
+    assert "coordinator 127.0.0.1" in reply.stdout
+    (table,) = reply.displays
+    assert "activity" in table["text/plain"] and "elapsed_us" in table["text/plain"]
+    assert "7 rows" in reply.text
+
+
+def test_consistency_reaches_the_driver(kernel: Kernel) -> None:
+    reply = kernel.run("%%cql --consistency THREE\nSELECT * FROM flights")
+    assert reply.status == "error"
+    assert reply.error_text == (
+        "QueryError: Cannot achieve consistency level THREE [Unavailable exception]"
+    )
+    assert "1 row" in kernel.ok("%cql --consistency ONE SELECT count(*) FROM flights").text
+
+
+def test_timeout_reaches_the_driver(kernel: Kernel) -> None:
+    reply = kernel.run("%%cql --timeout 0.001\nSELECT * FROM million")
+    assert reply.status == "error"
+    assert reply.error is not None and reply.error["ename"] == "QueryTimeout"
+    assert len(reply.error_text.splitlines()) == 1
+    assert "3 rows" in kernel.ok("%cql --timeout 30 SELECT * FROM million WHERE p = 1 LIMIT 3").text
+
+
+def test_max_rows_cuts_and_says_so(kernel: Kernel) -> None:
+    reply = kernel.ok("%%cql --max-rows 25\nSELECT * FROM flights")
+    assert "stopped at max_rows=25" in reply.stderr
+    assert "25 rows" in reply.text and "more rows exist" in reply.text
+    assert kernel.ok("print(len(_))").stdout.strip() == "25"
+
+
+def test_no_connection_is_a_usage_error(tables: object) -> None:
+    from .conftest import EXTENSION
+
+    fresh = Kernel()
+    try:
+        fresh.ok(f"%load_ext {EXTENSION}")
+        reply = fresh.run("%cql SELECT 1")
+        assert reply.status == "error"
+        assert reply.ename == "UsageError"
+        assert "%cql_connect" in reply.stderr and len(reply.stderr.strip().splitlines()) == 1
+    finally:
+        fresh.close()
