@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -179,15 +180,20 @@ def _close_at_exit() -> None:
 def _maybe_install_kernel_hook() -> None:
     """Make sure open resources are closed when the process or kernel goes away.
 
-    For now this registers an interpreter-exit fallback, once per process. The kernel's
-    own shutdown hook (ipykernel's ``do_shutdown``) is installed by the magics layer.
+    Registers an interpreter-exit fallback once per process and, inside a running
+    ipykernel, wraps the kernel's ``do_shutdown`` (the magics layer holds that code, and
+    it is imported only when ipykernel is already loaded).
     """
     global _exit_hook_installed
     with _lock:
-        if _exit_hook_installed:
-            return
+        first = not _exit_hook_installed
         _exit_hook_installed = True
-    atexit.register(_close_at_exit)
+    if first:
+        atexit.register(_close_at_exit)
+    if "ipykernel" in sys.modules:
+        from cassnb._magics.hook import install_kernel_hook
+
+        install_kernel_hook()
 
 
 def set_default_session(session: AsyncSession | None) -> None:
