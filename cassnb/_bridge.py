@@ -240,3 +240,22 @@ class PageFeed:
         response_future, self.response_future = self.response_future, None
         if response_future is not None:
             response_future.clear_callbacks()
+
+    def resume(self) -> bool:
+        """Send the request again from the last page received, on a fresh query plan.
+
+        Call on the loop's thread, after a failure of the current request; the rows
+        already handed over are not asked for again. Return False when detached.
+        """
+        failed = self.response_future
+        if failed is None:
+            return False
+        failed.clear_callbacks()
+        # The paging state is the one the last page that arrived carried (None before the
+        # first page): the server resumes right after that page, on any coordinator.
+        response_future = failed.session.execute_async(
+            failed.query, paging_state=failed._paging_state, timeout=failed.timeout
+        )
+        self.response_future = response_future
+        response_future.add_callbacks(self._rows_arrived, self._error_arrived)
+        return True

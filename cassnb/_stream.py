@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 import os
 import sys
 import warnings
@@ -13,6 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
+
+import cassandra
 
 from cassnb import _registry
 from cassnb._bridge import Page, PageFeed, post
@@ -27,6 +30,20 @@ __all__ = ["AsyncStreamingResultSet", "StreamConfig"]
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 _END: Any = object()
+
+# Page failures that another coordinator, asked again from the same paging state, may well
+# not have: a replica that crashed and is not yet known to be down times the read out, and
+# a coordinator's view of which nodes are alive can lag behind a restart. A page request
+# whose connection breaks is already sent to the next host by the driver itself.
+_RESUMABLE = (
+    cassandra.ReadTimeout,
+    cassandra.ReadFailure,
+    cassandra.Unavailable,
+    cassandra.OperationTimedOut,
+)
+_RESUMES_PER_PAGE = 2
+
+logger = logging.getLogger("cassnb")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +111,7 @@ class _State:
         "pages_received",
         "prefetch",
         "requesting",
+        "resumes_left",
         "waiter",
     )
 
@@ -111,6 +129,7 @@ class _State:
         self.column_names: list[str] | None = None
         self.column_types: list[Any] | None = None
         self.feed: PageFeed | None = None
+        self.resumes_left = _RESUMES_PER_PAGE
 
     def attach(self, response_future: Any) -> None:
         self.feed = PageFeed(response_future, self.loop, self.on_page, self.on_error)
@@ -119,6 +138,7 @@ class _State:
         if self.closed_because is not None:
             return
         self.requesting = False
+        self.resumes_left = _RESUMES_PER_PAGE
         if self.column_names is None:
             self.column_names = list(page.column_names or [])
             self.column_types = list(page.column_types or [])
@@ -139,10 +159,25 @@ class _State:
     def on_error(self, exc: BaseException) -> None:
         if self.closed_because is not None:
             return
+        if isinstance(exc, _RESUMABLE) and self.resume():
+            logger.info("a stream's page request failed (%s); asked again from its last page", exc)
+            return
         self.requesting = False
         self.error = exc
         self.detach()
         self.wake()
+
+    def resume(self) -> bool:
+        """Ask for the failed page again from another coordinator, a few times per page."""
+        feed = self.feed
+        if feed is None or self.resumes_left < 1:
+            return False
+        self.resumes_left -= 1
+        try:
+            return feed.resume()
+        except Exception:
+            # Could not even send it (the session is shutting down): report the failure.
+            return False
 
     def request(self) -> None:
         feed = self.feed

@@ -1,0 +1,130 @@
+"""A stream asks for a failed page again, from its last paging state, on a fresh request.
+
+Small fakes stand in for the driver's session and ResponseFuture; the real scenario (a
+node killed while a stream is half read) is in tests/reliability/test_failover.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import cassandra
+import pytest
+
+from cassnb import AsyncStreamingResultSet, QueryError, QueryTimeout, StreamConfig
+
+Event = tuple[list[int], bytes | None] | BaseException
+
+
+class FakeFuture:
+    """Answers each page request with the next scripted page or error."""
+
+    def __init__(self, session: FakeSession, events: list[Event], paging_state: bytes | None):
+        self.session = session
+        self.query = "SELECT a FROM t"
+        self.timeout = 7.0
+        self._events = events
+        self._col_names = ["a"]
+        self._col_types: list[Any] = []
+        self._warnings = None
+        self._paging_state: bytes | None = paging_state
+        self._callback: Callable[[list[int]], object] | None = None
+        self._errback: Callable[[BaseException], object] | None = None
+
+    @property
+    def has_more_pages(self) -> bool:
+        return self._paging_state is not None
+
+    def add_callbacks(
+        self, callback: Callable[[list[int]], object], errback: Callable[[BaseException], object]
+    ) -> None:
+        self._callback, self._errback = callback, errback
+        self._answer()
+
+    def clear_callbacks(self) -> None:
+        self._callback = self._errback = None
+
+    def start_fetching_next_page(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        asyncio.get_running_loop().call_soon(self._deliver, self._events.pop(0))
+
+    def _deliver(self, event: Event) -> None:
+        if isinstance(event, BaseException):
+            if self._errback is not None:
+                self._errback(event)
+            return
+        rows, self._paging_state = event
+        if self._callback is not None:
+            self._callback(rows)
+
+
+class FakeSession:
+    """Hands out the scripted answers of each new request in turn."""
+
+    def __init__(self, *requests: list[Event]) -> None:
+        self._requests = list(requests)
+        self.resumed_from: list[bytes | None] = []
+
+    def first(self) -> FakeFuture:
+        return FakeFuture(self, self._requests.pop(0), None)
+
+    def execute_async(
+        self, query: str, *, paging_state: bytes | None, timeout: float
+    ) -> FakeFuture:
+        assert query == "SELECT a FROM t"
+        assert timeout == 7.0
+        self.resumed_from.append(paging_state)
+        return FakeFuture(self, self._requests.pop(0), paging_state)
+
+
+def _read_timeout() -> cassandra.ReadTimeout:
+    return cassandra.ReadTimeout(
+        "replica did not answer", consistency=4, required_responses=2, received_responses=1
+    )
+
+
+async def _rows(session: FakeSession) -> list[int]:
+    stream = AsyncStreamingResultSet(session.first(), config=StreamConfig(prefetch=0))
+    async with stream:
+        return [row async for row in stream]  # type: ignore[misc]
+
+
+async def test_a_timed_out_page_is_asked_again_from_the_last_paging_state() -> None:
+    session = FakeSession(
+        [([1, 2], b"after-2"), ([3, 4], b"after-4"), _read_timeout()],
+        [([5, 6], None)],
+    )
+    assert await _rows(session) == [1, 2, 3, 4, 5, 6]
+    assert session.resumed_from == [b"after-4"]
+
+
+async def test_a_failed_first_page_is_asked_again_from_the_start() -> None:
+    unavailable = cassandra.Unavailable("too few replicas", consistency=4)
+    session = FakeSession([unavailable], [([1], None)])
+    assert await _rows(session) == [1]
+    assert session.resumed_from == [None]
+
+
+async def test_each_page_gets_two_more_tries_and_then_the_error() -> None:
+    timed_out = cassandra.OperationTimedOut("client-side timeout")
+    session = FakeSession(
+        [([1], b"after-1"), _read_timeout()],
+        [([2], b"after-2"), _read_timeout()],  # a page arrived: two more tries again
+        [_read_timeout()],
+        [timed_out],
+    )
+    with pytest.raises(QueryTimeout):
+        await _rows(session)
+    assert session.resumed_from == [b"after-1", b"after-2", b"after-2"]
+
+
+async def test_a_refused_request_is_not_asked_again() -> None:
+    invalid = cassandra.InvalidRequest("unconfigured table t")
+    session = FakeSession([([1], b"after-1"), invalid])
+    with pytest.raises(QueryError, match="unconfigured table"):
+        await _rows(session)
+    assert session.resumed_from == []
