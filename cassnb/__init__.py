@@ -68,6 +68,20 @@ _HOMES = {
 }
 
 
+def load_ipython_extension(ip: Any) -> None:
+    """Register the CQL magics with IPython (``%load_ext cassnb``)."""
+    from cassnb._magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Remove the CQL magics from IPython (``%unload_ext cassnb``)."""
+    from cassnb._magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
