@@ -30,7 +30,6 @@ from traitlets.config.configurable import Configurable
 from cassnb import _registry
 from cassnb._cluster import AsyncCluster
 from cassnb._errors import CassandraError, ConfigurationError, ConnectionError
-from cassnb._magics.hook import install_kernel_hook
 from cassnb._magics.parse import (
     CellOptions,
     ConnectOptions,
@@ -255,7 +254,6 @@ class CQLMagic(Magics, Configurable):
             else:
                 cluster = AsyncCluster(list(options.contact_points), **driver_kwargs)
             del password
-            install_kernel_hook()
             try:
                 session = await cluster.connect(options.keyspace)
             except BaseException:
@@ -420,7 +418,6 @@ def load(ip: Any) -> None:
     ip.input_transformers_post.append(AwaitMagics(MAGICS, TARGET))
     magics.views.install(ip.display_formatter)
     _registry._maybe_install_kernel_hook()
-    install_kernel_hook()
 
 
 def unload(ip: Any) -> None:
