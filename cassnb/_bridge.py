@@ -114,15 +114,19 @@ class Page:
         self.warnings: list[str] | None = response_future._warnings
 
 
-def _restart_request_timer(response_future: Any) -> None:
-    # The driver measures a request's timeout from when the query was first sent, so
-    # later pages would share the first page's budget; restart it for each page.
-    response_future._start_time = time.time()
+def _release_timer(response_future: Any) -> None:
+    # A finished request keeps its cancelled timer, whose callback points back at the
+    # future: a cycle only the garbage collector reclaims, for every request. The stale
+    # timer would also stop the next page's request from starting a timer of its own.
+    response_future._timer = None
 
 
 def start_next_page(response_future: Any) -> None:
-    """Ask the driver for the next page; its own timeout applies to this request alone."""
-    _restart_request_timer(response_future)
+    """Ask the driver for the next page; the request timeout applies to it afresh."""
+    _release_timer(response_future)
+    # The driver measures the timeout from when the query was first sent, so later
+    # pages would otherwise share the first page's budget.
+    response_future._start_time = time.time()
     response_future.start_fetching_next_page()
 
 
@@ -141,6 +145,7 @@ class _Collector:
         response_future = self.response_future
         if response_future is None:
             return
+        _release_timer(response_future)
         try:
             if rows:
                 if self.rows is None:
@@ -159,7 +164,9 @@ class _Collector:
             reject(self.future, exc)
 
     def on_error(self, exc: BaseException) -> None:
-        self.response_future = None
+        response_future, self.response_future = self.response_future, None
+        if response_future is not None:
+            _release_timer(response_future)
         reject(self.future, exc)
 
     def abandon(self) -> None:
@@ -167,8 +174,31 @@ class _Collector:
         if response_future is not None:
             response_future.clear_callbacks()
 
+    def fail(self, exc: BaseException) -> None:
+        """Give up on the request from any thread: the awaiting task gets ``exc``."""
+        self.abandon()
+        reject(self.future, exc)
 
-async def fetch(response_future: Any, *, all_pages: bool) -> Page:
+
+class InFlight:
+    """The requests a session is waiting for, so that closing it can fail them at once.
+
+    Without this, a request whose connection the driver closes is only answered by its
+    timeout, seconds later.
+    """
+
+    __slots__ = ("_collectors",)
+
+    def __init__(self) -> None:
+        self._collectors: set[_Collector] = set()
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Fail every request still waiting (callable from any thread)."""
+        for collector in list(self._collectors):
+            collector.fail(exc)
+
+
+async def fetch(response_future: Any, *, all_pages: bool, in_flight: InFlight) -> Page:
     """Await a request's first page, or every page, without blocking the loop.
 
     Later pages are requested from the driver's thread as soon as the previous one
@@ -177,12 +207,16 @@ async def fetch(response_future: Any, *, all_pages: bool) -> Page:
     """
     future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
     collector = _Collector(future, response_future, all_pages)
+    collectors = in_flight._collectors
+    collectors.add(collector)
     response_future.add_callbacks(collector.on_rows, collector.on_error)
     try:
         return await future
     except asyncio.CancelledError:
         collector.abandon()
         raise
+    finally:
+        collectors.discard(collector)
 
 
 class PageFeed:
@@ -211,6 +245,7 @@ class PageFeed:
         response_future = self.response_future
         if response_future is None:
             return
+        _release_timer(response_future)
         try:
             page = Page(rows if rows is not None else [], response_future)
         except Exception as exc:
@@ -223,6 +258,9 @@ class PageFeed:
         post(self._loop, receiver, page)
 
     def _error_arrived(self, exc: BaseException) -> None:
+        response_future = self.response_future
+        if response_future is not None:
+            _release_timer(response_future)
         receiver = self._on_error()
         if receiver is None:
             self.detach()

@@ -22,7 +22,7 @@ from cassandra.query import (
 )
 
 from cassnb import _registry
-from cassnb._bridge import fetch, run_blocking
+from cassnb._bridge import InFlight, fetch, run_blocking
 from cassnb._errors import (
     CassandraError,
     ConfigurationError,
@@ -158,6 +158,7 @@ class AsyncSession:
         self._closed = False
         self._lock = threading.Lock()
         self._streams: weakref.WeakSet[AsyncStreamingResultSet] = weakref.WeakSet()
+        self._in_flight = InFlight()
         _registry.track_session(self)
 
     @property
@@ -211,7 +212,7 @@ class AsyncSession:
         options = _timeout_options(timeout)
         try:
             response_future = self._session.execute_async(statement, **options)
-            page = await fetch(response_future, all_pages=True)
+            page = await fetch(response_future, all_pages=True, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
         return _result(page)
@@ -240,7 +241,7 @@ class AsyncSession:
             response_future = self._session.execute_async(
                 statement, paging_state=paging_state, **options
             )
-            page = await fetch(response_future, all_pages=False)
+            page = await fetch(response_future, all_pages=False, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
         return _result(page)
@@ -358,6 +359,7 @@ class AsyncSession:
             streams = list(self._streams)
         for stream in streams:
             stream._close_now("session closed")
+        self._in_flight.fail_all(ConnectionError("the session was closed during the request"))
         _registry.forget_session(self)
         return True
 

@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import cassandra
 
 from cassnb import _registry
-from cassnb._bridge import Page, PageFeed, post
+from cassnb._bridge import Page, PageFeed, post, run_blocking
 from cassnb._errors import ConfigurationError, ConnectionError, QueryTimeout, translate
 from cassnb._results import Row
 
@@ -30,6 +30,7 @@ __all__ = ["AsyncStreamingResultSet", "StreamConfig"]
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 _END: Any = object()
+_DECODE_ON_LOOP_BELOW = 256
 
 # Page failures that another coordinator, asked again from the same paging state, may well
 # not have: a replica that crashed and is not yet known to be down times the read out, and
@@ -288,12 +289,24 @@ class AsyncStreamingResultSet:
             if row is not _END:
                 return cast(Row, row)
         while (page := await self._next_page()) is not None:
-            self._rows = rows = iter(page)
+            self._rows = rows = iter(await self._decoded(page))
             row = next(rows, _END)
             if row is not _END:
                 return cast(Row, row)
         self._rows = None
         raise StopAsyncIteration
+
+    async def _decoded(self, page: Sequence[Row]) -> Sequence[Row]:
+        """Return the page's rows, decoding a page still in wire form off the loop."""
+        if isinstance(page, list) or len(page) < _DECODE_ON_LOOP_BELOW:
+            return page
+        # A page kept as the server sent it decodes when first read; a big one would hold
+        # the loop for as long, so it is decoded on a worker thread.
+        try:
+            return await run_blocking(list, page)
+        except asyncio.CancelledError:
+            self._close_now("cancelled")
+            raise
 
     def pages(self) -> AsyncIterator[list[Row]]:
         """Iterate over the pages themselves, each a list of rows."""
@@ -301,6 +314,7 @@ class AsyncStreamingResultSet:
 
     async def _next_page(self) -> list[Row] | None:
         state = self._state
+        waited = False
         while True:
             if self._finished:
                 return None
@@ -314,6 +328,12 @@ class AsyncStreamingResultSet:
             if self._deadline is not None and state.loop.time() >= self._deadline:
                 self._expire()
             if state.buffer:
+                if not waited:
+                    # Let other tasks run between pages even when the next one is
+                    # already here, so a fast consumer never starves the loop.
+                    await self._wait(yield_only=True)
+                    waited = True
+                    continue
                 break
             if state.error is not None:
                 error = state.error
@@ -326,6 +346,7 @@ class AsyncStreamingResultSet:
                 state.request()
                 continue
             await self._wait()
+            waited = True
         rows = state.buffer.popleft()
         state.maybe_prefetch()
         self._page_number += 1
@@ -337,11 +358,15 @@ class AsyncStreamingResultSet:
                 await outcome
         return rows
 
-    async def _wait(self) -> None:
+    async def _wait(self, *, yield_only: bool = False) -> None:
+        """Wait for news from the driver (or only let other tasks run once)."""
         state = self._state
-        waiter: asyncio.Future[None] = state.loop.create_future()
-        state.waiter = waiter
         try:
+            if yield_only:
+                await asyncio.sleep(0)
+                return
+            waiter: asyncio.Future[None] = state.loop.create_future()
+            state.waiter = waiter
             if self._deadline is None:
                 await waiter
             else:

@@ -1,0 +1,300 @@
+"""The bridge's thread logic, driven by a small stand-in for the driver's ResponseFuture.
+
+The stand-in answers from its own thread, as the driver's I/O thread does; everything
+else about the bridge is proved against the real node in tests/core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from cassnb._bridge import (
+    InFlight,
+    Page,
+    PageFeed,
+    fetch,
+    reject,
+    resolve,
+    run_blocking,
+    run_blocking_sync,
+)
+
+
+class DriverThreadFuture:
+    """Answers pages from another thread; keeps callbacks across pages like the driver."""
+
+    def __init__(self, pages: list[list[Any]], *, fail_at: int | None = None) -> None:
+        self._pages = pages
+        self._fail_at = fail_at
+        self._index = 0
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._errbacks: list[Callable[[BaseException], None]] = []
+        self._col_names = ["a"]
+        self._col_types = [int]
+        self._paging_state: bytes | None = None
+        self._warnings: list[str] | None = None
+        self._timer: object | None = object()
+        self._start_time = 0.0
+        self.requests = 0
+        self.threads: list[threading.Thread] = []
+        self._send()
+
+    def _send(self) -> None:
+        self.requests += 1
+        thread = threading.Thread(target=self._answer, args=(self._index,))
+        self.threads.append(thread)
+        thread.start()
+
+    def _answer(self, index: int) -> None:
+        time.sleep(0.01)
+        if self._fail_at == index:
+            with self._lock:
+                errbacks = list(self._errbacks)
+            for errback in errbacks:
+                errback(RuntimeError(f"page {index} failed"))
+            return
+        more = index + 1 < len(self._pages)
+        self._paging_state = f"after {index}".encode() if more else None
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback(list(self._pages[index]))
+
+    @property
+    def has_more_pages(self) -> bool:
+        return self._paging_state is not None
+
+    def add_callbacks(
+        self, callback: Callable[[Any], None], errback: Callable[[BaseException], None]
+    ) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+            self._errbacks.append(errback)
+
+    def clear_callbacks(self) -> None:
+        with self._lock:
+            self._callbacks = []
+            self._errbacks = []
+
+    def start_fetching_next_page(self) -> None:
+        if self._paging_state is None:
+            raise RuntimeError("no more pages")
+        self._index += 1
+        self._send()
+
+    def join(self) -> None:
+        for thread in list(self.threads):
+            thread.join()
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    loop = asyncio.get_running_loop()
+    caught: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: caught.append(context))
+    yield caught
+    loop.set_exception_handler(None)
+
+
+async def test_fetch_collects_every_page_on_the_driver_thread(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    future = DriverThreadFuture([[1, 2], [3], [4, 5]])
+    page = await fetch(future, all_pages=True, in_flight=InFlight())
+    assert page.rows == [1, 2, 3, 4, 5]
+    assert page.paging_state is None
+    assert page.column_names == ["a"]
+    assert future.requests == 3
+    assert future._timer is None
+    assert future._start_time > 0
+    assert loop_errors == []
+
+
+async def test_fetch_one_page_keeps_the_paging_state() -> None:
+    future = DriverThreadFuture([[1, 2], [3]])
+    page = await fetch(future, all_pages=False, in_flight=InFlight())
+    assert page.rows == [1, 2]
+    assert page.paging_state == b"after 0"
+    assert page.has_more
+    assert future.requests == 1
+
+
+async def test_fetch_raises_the_driver_error() -> None:
+    future = DriverThreadFuture([[1], [2], [3]], fail_at=1)
+    with pytest.raises(RuntimeError, match="page 1 failed"):
+        await fetch(future, all_pages=True, in_flight=InFlight())
+
+
+async def test_an_error_inside_the_driver_callback_is_not_swallowed() -> None:
+    class Exhausted(DriverThreadFuture):
+        def start_fetching_next_page(self) -> None:
+            raise RuntimeError("next page refused")
+
+    with pytest.raises(RuntimeError, match="next page refused"):
+        await fetch(Exhausted([[1], [2]]), all_pages=True, in_flight=InFlight())
+
+
+async def test_cancelling_stops_fetching_and_clears_callbacks(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    future = DriverThreadFuture([[n] for n in range(100)])
+    task = asyncio.create_task(fetch(future, all_pages=True, in_flight=InFlight()))
+    await asyncio.sleep(0.035)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert future._callbacks == []
+    assert future._errbacks == []
+    requested = future.requests
+    await asyncio.sleep(0.1)
+    future.join()
+    assert future.requests <= requested + 1
+    assert loop_errors == []
+
+
+async def test_in_flight_requests_fail_at_once() -> None:
+    in_flight = InFlight()
+    future = DriverThreadFuture([[n] for n in range(1000)])
+    task = asyncio.create_task(fetch(future, all_pages=True, in_flight=in_flight))
+    await asyncio.sleep(0.02)
+    threading.Thread(target=in_flight.fail_all, args=(LookupError("closed"),)).start()
+    with pytest.raises(LookupError, match="closed"):
+        await asyncio.wait_for(task, 1)
+    assert future._callbacks == []
+    future.join()
+
+
+async def test_resolving_a_finished_future_is_harmless(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    loop = asyncio.get_running_loop()
+    cancelled: asyncio.Future[int] = loop.create_future()
+    cancelled.cancel()
+    done: asyncio.Future[int] = loop.create_future()
+    done.set_result(1)
+    for target in (cancelled, done):
+        thread = threading.Thread(target=resolve, args=(target, 2))
+        thread.start()
+        thread.join()
+        thread = threading.Thread(target=reject, args=(target, ValueError()))
+        thread.start()
+        thread.join()
+    await asyncio.sleep(0.01)
+    assert done.result() == 1
+    assert loop_errors == []
+
+
+def test_posting_to_a_closed_loop_is_harmless() -> None:
+    loop = asyncio.new_event_loop()
+    future: asyncio.Future[int] = loop.create_future()
+    loop.close()
+    resolve(future, 1)
+    reject(future, ValueError())
+
+
+async def test_results_reach_loops_in_other_threads() -> None:
+    results: dict[int, int] = {}
+
+    def run(number: int) -> None:
+        async def work() -> int:
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            threading.Thread(target=resolve, args=(future, number * 10)).start()
+            return await future
+
+        results[number] = asyncio.run(work())
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {0: 0, 1: 10, 2: 20, 3: 30}
+
+
+async def test_run_blocking_leaves_the_loop_free() -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    assert await run_blocking(lambda: time.sleep(0.1) or "slept") == "slept"
+    await ticker
+    assert ticks == 10
+    with pytest.raises(ZeroDivisionError):
+        await run_blocking(lambda: 1 / 0)
+
+
+async def test_an_abandoned_blocking_result_is_handed_over() -> None:
+    handed: list[str] = []
+    started = threading.Event()
+
+    def slow() -> str:
+        started.set()
+        time.sleep(0.05)
+        return "session"
+
+    task = asyncio.create_task(run_blocking(slow, on_abandon=handed.append))
+    await asyncio.to_thread(started.wait)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)
+    assert handed == ["session"]
+
+
+def test_run_blocking_sync_waits_at_most_the_timeout() -> None:
+    assert run_blocking_sync(lambda: None, timeout=1)
+    started = time.perf_counter()
+    assert not run_blocking_sync(lambda: time.sleep(0.5), timeout=0.05)
+    assert time.perf_counter() - started < 0.3
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.pages: list[Page] = []
+        self.errors: list[BaseException] = []
+        self.arrived = asyncio.Event()
+
+    def on_page(self, page: Page) -> None:
+        self.pages.append(page)
+        self.arrived.set()
+
+    def on_error(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.arrived.set()
+
+
+async def test_page_feed_hands_pages_to_the_loop_one_request_at_a_time() -> None:
+    future = DriverThreadFuture([[1], [2], [3]])
+    receiver = Receiver()
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    for expected in ([1], [2], [3]):
+        await asyncio.wait_for(receiver.arrived.wait(), 1)
+        receiver.arrived.clear()
+        assert receiver.pages[-1].rows == expected
+        if receiver.pages[-1].has_more:
+            feed.request_next()
+    assert future.requests == 3
+    feed.detach()
+    assert future._callbacks == []
+
+
+async def test_page_feed_never_keeps_its_receiver_alive() -> None:
+    future = DriverThreadFuture([[1], [2]])
+    receiver = Receiver()
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    del receiver
+    future.join()
+    assert feed.response_future is None
+    assert future._callbacks == []

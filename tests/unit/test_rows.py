@@ -1,0 +1,55 @@
+"""Row and AsyncResultSet as plain Python objects (the node-backed tests are in tests/core)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from cassnb._results import AsyncResultSet, Row, row_class, row_factory
+
+
+def test_one_class_per_tuple_of_column_names() -> None:
+    assert row_class(("a", "b")) is row_class(("a", "b"))
+    assert row_class(("a", "b")) is not row_class(("b", "a"))
+    rows = row_factory(["a", "b"], [(1, 2), (3, 4)])
+    assert type(rows[0]) is type(rows[1]) is row_class(("a", "b"))
+
+
+def test_names_that_are_not_attributes_stay_reachable_by_key() -> None:
+    (row,) = row_factory(["Mixed Case", "class", "_hidden", "_fields", "index"], [(1, 2, 3, 4, 5)])
+    assert row["Mixed Case"] == 1
+    assert row["class"] == 2
+    assert row["_hidden"] == 3
+    assert row["_fields"] == 4
+    assert row._fields == ("Mixed Case", "class", "_hidden", "_fields", "index")
+    assert row.index == 5
+    assert row[0] == 1
+
+
+def test_duplicate_column_names_keep_the_first_as_attribute() -> None:
+    (row,) = row_factory(["a", "a"], [(1, 2)])
+    assert row.a == 1
+    assert row[1] == 2
+
+
+def test_rows_are_tuples() -> None:
+    (row,) = row_factory(["x", "y"], [(1, None)])
+    assert isinstance(row, tuple)
+    assert row == (1, None)
+    assert hash(row) == hash((1, None))
+    assert list(row) == [1, None]
+    x, y = row
+    assert (x, y) == (1, None)
+    assert pickle.loads(pickle.dumps(row)).x == 1
+    assert isinstance(row, Row)
+
+
+def test_result_set_of_nothing() -> None:
+    empty = AsyncResultSet([], column_names=["x"])
+    assert empty.one() is None
+    assert empty.all() == []
+    assert len(empty) == 0
+    assert "0 rows" in repr(empty)
+    with pytest.raises(IndexError):
+        empty[0]
