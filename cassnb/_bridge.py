@@ -289,10 +289,13 @@ class PageFeed:
         if failed is None:
             return False
         failed.clear_callbacks()
-        # The paging state is the one the last page that arrived carried (None before the
-        # first page): the server resumes right after that page, on any coordinator.
+        # The failed request carried the paging state of the last page that arrived (the
+        # statement's own, or None, for a first page); a request that was itself resumed
+        # has no page of its own yet, so its message is the one place that knows it. The
+        # server goes on right after that page, whichever node coordinates.
+        paging_state = getattr(failed.message, "paging_state", None)
         response_future = failed.session.execute_async(
-            failed.query, paging_state=failed._paging_state, timeout=failed.timeout
+            failed.query, paging_state=paging_state, timeout=failed.timeout
         )
         self.response_future = response_future
         response_future.add_callbacks(self._rows_arrived, self._error_arrived)

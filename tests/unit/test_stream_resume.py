@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import cassandra
@@ -21,7 +22,9 @@ Event = tuple[list[int], bytes | None] | BaseException
 class FakeFuture:
     """Answers each page request with the next scripted page or error."""
 
-    def __init__(self, session: FakeSession, events: list[Event], paging_state: bytes | None):
+    def __init__(
+        self, session: FakeSession, events: list[Event], paging_state: bytes | None
+    ) -> None:
         self.session = session
         self.query = "SELECT a FROM t"
         self.timeout = 7.0
@@ -29,7 +32,10 @@ class FakeFuture:
         self._col_names = ["a"]
         self._col_types: list[Any] = []
         self._warnings = None
-        self._paging_state: bytes | None = paging_state
+        # As in the driver: the request's message carries the paging state it was sent
+        # with; ``_paging_state`` is the one the last page that arrived carried.
+        self.message = SimpleNamespace(paging_state=paging_state)
+        self._paging_state: bytes | None = None
         self._callback: Callable[[list[int]], object] | None = None
         self._errback: Callable[[BaseException], object] | None = None
 
@@ -47,6 +53,7 @@ class FakeFuture:
         self._callback = self._errback = None
 
     def start_fetching_next_page(self) -> None:
+        self.message.paging_state = self._paging_state
         self._answer()
 
     def _answer(self) -> None:
@@ -107,6 +114,16 @@ async def test_a_failed_first_page_is_asked_again_from_the_start() -> None:
     session = FakeSession([unavailable], [([1], None)])
     assert await _rows(session) == [1]
     assert session.resumed_from == [None]
+
+
+async def test_a_resumed_request_that_fails_again_resumes_from_the_same_page() -> None:
+    session = FakeSession(
+        [([1], b"after-1"), _read_timeout()],
+        [_read_timeout()],
+        [([2], None)],
+    )
+    assert await _rows(session) == [1, 2]
+    assert session.resumed_from == [b"after-1", b"after-1"]
 
 
 async def test_each_page_gets_two_more_tries_and_then_the_error() -> None:
