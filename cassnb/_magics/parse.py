@@ -343,9 +343,16 @@ def split_statements(cql: str) -> list[Statement]:
     statements: list[Statement] = []
     current: list[Segment] = []
 
-    def finish() -> None:
-        if any(seg.kind is not Kind.COMMENT and seg.text.strip() for seg in current):
-            statements.append(Statement(tuple(current)))
+    def finish(at_end: bool = False) -> None:
+        if not any(seg.kind is not Kind.COMMENT and seg.text.strip() for seg in current):
+            current.clear()
+            return
+        statement = Statement(tuple(current))
+        if not at_end and _open_batch(statement):
+            # The statements of a BEGIN BATCH ... APPLY BATCH are one statement.
+            current.append(Segment(Kind.CODE, ";"))
+            return
+        statements.append(statement)
         current.clear()
 
     for segment in _segments(cql):
@@ -358,8 +365,16 @@ def split_statements(cql: str) -> list[Statement]:
                 current.append(Segment(Kind.CODE, piece))
             if index < len(pieces) - 1:
                 finish()
-    finish()
+    finish(at_end=True)
     return statements
+
+
+_APPLY_BATCH: Final = re.compile(r"\bAPPLY\s+BATCH\s*\Z", re.IGNORECASE)
+
+
+def _open_batch(statement: Statement) -> bool:
+    """Tell whether a statement is a BEGIN ... BATCH still waiting for its APPLY BATCH."""
+    return statement.keywords[:1] == ["BEGIN"] and not _APPLY_BATCH.search(statement.code)
 
 
 def bind_placeholders(statement: Statement, namespace: Mapping[str, Any]) -> list[Any]:

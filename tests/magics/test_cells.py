@@ -213,3 +213,84 @@ def test_no_connection_is_a_usage_error(tables: object) -> None:
         assert "%cql_connect" in reply.stderr and len(reply.stderr.strip().splitlines()) == 1
     finally:
         fresh.close()
+
+
+def test_a_batch_runs_as_one_statement(kernel: Kernel) -> None:
+    kernel.ok(
+        "%%cql\nCREATE TABLE IF NOT EXISTS batched (k int PRIMARY KEY);\nTRUNCATE batched;\n"
+        "BEGIN UNLOGGED BATCH\n"
+        "  INSERT INTO batched (k) VALUES (1);\n"
+        "  INSERT INTO batched (k) VALUES (2);\n"
+        "APPLY BATCH;"
+    )
+    assert "2 rows" in kernel.ok("%cql SELECT * FROM batched").text
+
+
+def test_server_warnings_are_shown(kernel: Kernel) -> None:
+    reply = kernel.ok("%cql SELECT count(*) FROM flights")
+    assert reply.stderr == "server warning: Aggregation query used without partition key\n"
+    assert kernel.ok("%cql --quiet SELECT count(*) FROM flights").stderr == ""
+
+
+def test_cells_that_cannot_await_still_work(kernel: Kernel) -> None:
+    timed = kernel.ok("%%time\n%%cql\nSELECT * FROM flights WHERE carrier = 'UA' AND month = 2")
+    assert "Wall time" in timed.stdout and "7 rows" in timed.text
+    inside = kernel.ok(
+        "def count_flights():\n"
+        "    frame = %cql SELECT * FROM flights WHERE carrier = 'UA' AND month = 2\n"
+        "    return len(frame)\n"
+        "print(count_flights())"
+    )
+    assert inside.stdout.strip() == "7"
+
+
+def test_unload_removes_the_magics(tables: object) -> None:
+    from .conftest import EXTENSION
+
+    fresh = Kernel()
+    try:
+        fresh.ok(f"%load_ext {EXTENSION}\n%cql_connect 127.0.0.1 --keyspace {KEYSPACE}")
+        fresh.ok(f"%unload_ext {EXTENSION}")
+        reply = fresh.run("%cql SELECT count(*) FROM flights")
+        assert reply.ename == "UsageError" and "not found" in reply.stderr
+        check = fresh.ok(
+            "import pandas as pd\n"
+            "print(pd.DataFrame in get_ipython().display_formatter.formatters['text/html']"
+            ".type_printers)"
+        )
+        assert check.stdout.strip() == "False"
+        fresh.ok(f"%reload_ext {EXTENSION}")
+        assert "1 row" in fresh.ok("%cql SELECT count(*) FROM flights").text
+    finally:
+        fresh.close()
+
+
+TERMINAL_SCRIPT = f"""
+from IPython.terminal.interactiveshell import TerminalInteractiveShell
+from IPython.core.async_helpers import get_asyncio_loop
+shell = TerminalInteractiveShell.instance()
+for cell in [
+    "%load_ext {{extension}}",
+    "%cql_connect 127.0.0.1 --keyspace {KEYSPACE}",
+    "%%cql --out frame\\nSELECT * FROM flights WHERE carrier = 'UA' AND month = 2",
+]:
+    result = shell.run_cell(cell)
+    assert result.success, (cell, result.error_before_exec, result.error_in_exec)
+magic = shell.magics_manager.registry["CQLMagic"]
+print("ROWS", len(shell.user_ns["frame"]))
+print("LOOP", magic.last_loop is get_asyncio_loop())
+"""
+
+
+def test_terminal_ipython_awaits_on_its_own_loop(tables: object) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import EXTENSION
+
+    script = TERMINAL_SCRIPT.replace("{extension}", EXTENSION)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ROWS 7" in done.stdout and "LOOP True" in done.stdout

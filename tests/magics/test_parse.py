@@ -66,6 +66,21 @@ def test_unterminated_string_or_comment_runs_to_the_end() -> None:
     assert texts("SELECT 1 /* a; b") == ["SELECT 1 /* a; b"]
 
 
+def test_a_batch_is_one_statement() -> None:
+    cql = (
+        "BEGIN UNLOGGED BATCH\n INSERT INTO t (k) VALUES (1);\n"
+        "  INSERT INTO t (k) VALUES (2); -- two\nAPPLY BATCH;\nSELECT * FROM t"
+    )
+    statements = texts(cql)
+    assert len(statements) == 2
+    assert statements[0].startswith("BEGIN UNLOGGED BATCH")
+    assert statements[0].endswith("APPLY BATCH")
+    assert statements[0].count(";") == 2
+    assert texts("begin batch insert into t (k) values (1)") == [
+        "begin batch insert into t (k) values (1)"
+    ]
+
+
 def test_keywords_skip_leading_comments() -> None:
     (statement,) = split_statements("-- why\n/* x */ describe keyspaces")
     assert statement.keywords == ["DESCRIBE", "KEYSPACES"]
