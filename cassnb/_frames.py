@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import importlib.util
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
@@ -25,13 +27,14 @@ import numpy as np
 import pandas as pd
 from cassandra.query import UNSET_VALUE
 from cassandra.util import Date, Duration, OrderedMap
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 try:
     import pyarrow as pa
 except ImportError:  # only ArrowDtype columns need it, and those come with it
     pa = None
 
+from cassnb import _columnar
 from cassnb._errors import CassandraError, ConfigurationError, QueryError
 from cassnb._types import (
     DTYPE_BACKENDS,
@@ -44,15 +47,16 @@ from cassnb._types import (
 )
 
 if TYPE_CHECKING:
-    from cassnb._session import AsyncSession
+    from cassnb._session import AsyncSession, Consistency, Query
     from cassnb._stream import AsyncStreamingResultSet
 
 __all__ = ["WriteFrameError", "read_cql", "stream_frames", "stream_to_dataframe", "write_frame"]
 
 Missing: TypeAlias = Literal["unset", "null"]
 
-#: The page -> columns implementation every frame in this module is built with.
-page_decoder: PageDecoder = ColumnwiseDecoder()
+#: The page -> columns implementation every frame in this module is built with: the
+#: compiled one when it is built, else the pure-Python one.
+page_decoder: PageDecoder = _columnar.page_decoder(ColumnwiseDecoder())
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -108,11 +112,25 @@ def _result_schema(
     return FrameSchema.from_metadata(names, types, dtype_backend, [position[n] for n in wanted])
 
 
+def _bar_class() -> type[tqdm[Any]]:
+    """Return tqdm's widget bar inside a Jupyter kernel that has ipywidgets, else the text bar.
+
+    What tqdm.auto does, minus its warning when ipywidgets is missing: the text bar
+    works in a notebook too, on stderr.
+    """
+    if "ipykernel.zmqshell" in sys.modules and importlib.util.find_spec("ipywidgets"):
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm
+    return tqdm
+
+
 class _Progress:
     """A tqdm bar of rows read, pages read and rows per second; silent when disabled."""
 
     def __init__(self, enabled: bool, total: int | None) -> None:
-        self._bar = tqdm(total=total, unit=" rows", unit_scale=True) if enabled else None
+        bar = _bar_class() if enabled else None
+        self._bar = bar(total=total, unit=" rows", unit_scale=True) if bar else None
         self._pages = 0
 
     def update(self, rows: int) -> None:
@@ -213,7 +231,7 @@ def _as_names(value: str | Sequence[str] | None, argument: str) -> list[str] | N
 
 
 async def read_cql(
-    query: Any,
+    query: Query,
     session: AsyncSession | None = None,
     params: Sequence[Any] | Mapping[str, Any] | None = None,
     *,
@@ -554,7 +572,7 @@ async def write_frame(
     *,
     keyspace: str | None = None,
     concurrency: int = 64,
-    consistency: Any = None,
+    consistency: Consistency = None,
     ttl: int | None = None,
     missing: Missing = "unset",
 ) -> int:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 import tracemalloc
+import types
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,6 +184,18 @@ async def test_progress_bar_shows_rows_pages_and_rate(
     assert "rows/s" in err
     await read_cql("SELECT c FROM wide WHERE p = 1", session)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a kernel, and in a kernel without ipywidgets, the bar is tqdm's text bar."""
+    from tqdm.std import tqdm as text_bar
+
+    assert _frames._bar_class() is text_bar
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _frames._bar_class() is text_bar
 
 
 async def test_bad_arguments_and_query_errors(session: Any, wide: int) -> None:
