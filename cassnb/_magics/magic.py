@@ -155,6 +155,8 @@ class CQLMagic(Magics, Configurable):
         """Run CQL: %%cql [--out NAME] [--fetch-size N] [--max-rows N] [--consistency LEVEL]
         [--timeout SECONDS] [--trace] [--quiet] [--connection ALIAS], statements below;
         or df = %cql [options] STATEMENT. ``:name`` binds the notebook variable ``name``.
+        --quiet hides the progress bar and server warnings, and a quiet cell displays
+        nothing (keep its rows with --out NAME).
         """
         return self._blocking(self.run_async("cql", line, cell))
 
@@ -355,6 +357,9 @@ class CQLMagic(Magics, Configurable):
             return None
         if options.out is not None:
             namespace[options.out] = last.frame
+        if options.quiet and cell is not None:
+            # A quiet cell shows nothing; its rows are kept by --out.
+            return None
         return last.frame
 
     def _report(self, outcome: Outcome, options: CellOptions) -> None:

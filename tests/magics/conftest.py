@@ -21,15 +21,13 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-import cassnb
 from cassnb import AsyncCluster, AsyncSession
 from cassnb.local import ClusterInfo
 
 KEYSPACE = "cassnb_magics_test"
 MILLION = 1_000_000
 MILLION_PARTITIONS = 1_000
-# Until the package exports the extension entry point itself, load it from its module.
-EXTENSION = "cassnb" if hasattr(cassnb, "load_ipython_extension") else "cassnb._magics"
+EXTENSION = "cassnb"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -232,6 +232,14 @@ def test_server_warnings_are_shown(kernel: Kernel) -> None:
     assert kernel.ok("%cql --quiet SELECT count(*) FROM flights").stderr == ""
 
 
+def test_a_quiet_cell_shows_nothing_and_keeps_its_rows_with_out(kernel: Kernel) -> None:
+    reply = kernel.ok("%%cql --quiet --out counted\nSELECT count(*) FROM flights")
+    assert reply.result is None and reply.stderr == "" and reply.stdout == ""
+    assert kernel.ok("print(int(counted['count'].iloc[0]))").stdout.strip() == "47"
+    line = kernel.ok("df = %cql --quiet SELECT count(*) FROM flights\nprint(len(df))")
+    assert line.stdout.strip() == "1"
+
+
 def test_cells_that_cannot_await_still_work(kernel: Kernel) -> None:
     timed = kernel.ok("%%time\n%%cql\nSELECT * FROM flights WHERE carrier = 'UA' AND month = 2")
     assert "Wall time" in timed.stdout and "7 rows" in timed.text
