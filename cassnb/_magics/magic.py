@@ -29,7 +29,12 @@ from traitlets.config.configurable import Configurable
 
 from cassnb import _registry
 from cassnb._cluster import AsyncCluster
-from cassnb._errors import CassandraError, ConfigurationError, ConnectionError
+from cassnb._errors import (
+    AuthenticationError,
+    CassandraError,
+    ConfigurationError,
+    ConnectionError,
+)
 from cassnb._magics.parse import (
     CellOptions,
     ConnectOptions,
@@ -195,6 +200,8 @@ class CQLMagic(Magics, Configurable):
             if task is not None:
                 loop.call_soon_threadsafe(task.cancel)
             thread.join(_UNWIND)
+            if "error" not in outcome and "value" not in outcome:
+                raise CellInterrupted(0) from None
         if "error" in outcome:
             error = outcome["error"]
             if isinstance(error, asyncio.CancelledError):
@@ -205,7 +212,12 @@ class CQLMagic(Magics, Configurable):
     # --- errors ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _errors(self, session: AsyncSession | None = None, statement: Any = None) -> Iterator[None]:
+    def _errors(
+        self,
+        session: AsyncSession | None = None,
+        statement: Any = None,
+        connect_hint: str | None = None,
+    ) -> Iterator[None]:
         """Show a CQL error as one line (unless short_errors is off); user mistakes too."""
         try:
             yield
@@ -217,6 +229,8 @@ class CQLMagic(Magics, Configurable):
             hint = None
             if session is not None and statement is not None:
                 hint = filtering_hint(session, statement, exc)
+            elif isinstance(exc, ConnectionError) and not isinstance(exc, AuthenticationError):
+                hint = connect_hint
             line = error_line(type(exc).__name__, server_message(exc), hint)
             exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
             raise
@@ -245,7 +259,12 @@ class CQLMagic(Magics, Configurable):
             driver_kwargs["ssl_context"] = context
         if options.local_dc is not None:
             driver_kwargs["local_dc"] = options.local_dc
-        with self._errors():
+        local_dc_hint = (
+            None
+            if options.local_dc is None
+            else f"--local-dc {options.local_dc}: only nodes of that datacenter are used"
+        )
+        with self._errors(connect_hint=local_dc_hint):
             if options.user is not None and password is not None:
                 cluster = AsyncCluster.create_with_auth(
                     list(options.contact_points),

@@ -302,3 +302,40 @@ def test_terminal_ipython_awaits_on_its_own_loop(tables: object) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "ROWS 7" in done.stdout and "LOOP True" in done.stdout
+
+
+def test_earlier_results_of_a_cell_are_displayed_and_the_last_is_its_value(
+    kernel: Kernel,
+) -> None:
+    reply = kernel.ok(
+        "%%cql\nSELECT id FROM flights WHERE carrier = 'UA' AND month = 2 LIMIT 2;\n"
+        "SELECT dest FROM flights WHERE carrier = 'UA' AND month = 2 LIMIT 3;"
+    )
+    (first,) = reply.displays
+    assert "id" in first["text/plain"] and first["text/plain"].endswith("2 rows")
+    assert "dest" in reply.text and reply.text.endswith("3 rows")
+
+
+def test_pyarrow_dtypes_when_configured(kernel: Kernel) -> None:
+    kernel.ok("%config CQLMagic.dtype_backend = 'pyarrow'")
+    try:
+        reply = kernel.ok(
+            "df = %cql SELECT id, dest FROM flights WHERE carrier = 'UA' AND month = 2\n"
+            "print([str(t) for t in df.dtypes])"
+        )
+        assert reply.stdout.strip() == "['int32[pyarrow]', 'string[pyarrow]']"
+    finally:
+        kernel.ok("%config CQLMagic.dtype_backend = 'numpy_nullable'")
+
+
+def test_local_dc_reaches_the_driver(tables: object) -> None:
+    fresh = Kernel()
+    try:
+        fresh.ok("%load_ext cassnb")
+        wrong = fresh.run(f"%cql_connect 127.0.0.1 --keyspace {KEYSPACE} --local-dc elsewhere")
+        assert wrong.error_text.startswith("ConnectionError: ")
+        assert "--local-dc elsewhere" in wrong.error_text
+        fresh.ok(f"%cql_connect 127.0.0.1 --keyspace {KEYSPACE} --local-dc datacenter1")
+        assert "1 row" in fresh.ok("%cql SELECT count(*) FROM flights").text
+    finally:
+        fresh.close()
