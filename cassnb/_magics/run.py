@@ -21,7 +21,7 @@ from cassandra.query import Statement as DriverStatement
 
 from cassnb._bridge import run_blocking
 from cassnb._errors import QueryError, translate
-from cassnb._frames import _collect, _Progress
+from cassnb._frames import _bar_class, _collect, _Progress
 from cassnb._magics.parse import Statement, table_of
 from cassnb._stream import AsyncStreamingResultSet, StreamConfig
 
@@ -101,9 +101,8 @@ class _LateProgress(_Progress):
             self._early_rows += rows
             if not self._enabled or self._early_pages < self._min_pages:
                 return
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(
+            bar = _bar_class()
+            self._bar = bar(
                 total=None, unit=" rows", unit_scale=True, leave=False, initial=self._early_rows
             )
             self._pages = self._early_pages
