@@ -111,16 +111,9 @@ class _LateProgress(_Progress):
         super().update(rows)
 
 
-def _consistency(name: str | None) -> int | None:
-    if name is None:
-        return None
-    return int(ConsistencyLevel.name_to_value[name])
-
-
-def _driver_statement(
+def _traced_statement(
     query: str | PreparedStatement, values: list[Any], settings: Settings, fetch_size: int
 ) -> DriverStatement:
-    level = _consistency(settings.consistency)
     statement: DriverStatement
     if isinstance(query, str):
         statement = SimpleStatement(query, fetch_size=fetch_size)
@@ -130,32 +123,43 @@ def _driver_statement(
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise QueryError(f"could not bind the placeholders' values: {exc}") from exc
         statement.fetch_size = fetch_size
-    if level is not None:
-        statement.consistency_level = level
+    if settings.consistency is not None:
+        statement.consistency_level = ConsistencyLevel.name_to_value[settings.consistency]
     return statement
 
 
 async def _open_stream(
     session: AsyncSession,
-    statement: DriverStatement,
+    query: str | PreparedStatement,
+    values: list[Any],
     settings: Settings,
     config: StreamConfig,
 ) -> tuple[AsyncStreamingResultSet, Any]:
-    """Start a statement and stream it, keeping the driver's future for warnings and traces.
+    """Start a statement as a stream; also return the driver's future, for its warnings.
 
-    The session's ``execute_stream`` does not hand out server warnings or traces, so the
-    request is started on its driver session here and streamed by the core's stream.
+    The core's streams do not hand out the server's warnings nor take ``trace``, so the
+    driver's future is read here; a traced statement is started on the driver session
+    directly (without the core's native page decoding, which tracing does not need).
     """
+    if not settings.trace:
+        stream = await session.execute_stream(
+            query,
+            values or None,
+            stream_config=config,
+            timeout=settings.timeout,
+            consistency=settings.consistency,
+        )
+        feed = getattr(getattr(stream, "_state", None), "feed", None)
+        return stream, getattr(feed, "response_future", None)
+    statement = _traced_statement(query, values, settings, config.fetch_size)
     options: dict[str, Any] = {}
     if settings.timeout is not None:
         options["timeout"] = settings.timeout
-    driver_session = session._session
     try:
-        response_future = driver_session.execute_async(statement, trace=settings.trace, **options)
+        response_future = session._session.execute_async(statement, trace=True, **options)
     except Exception as exc:
         raise translate(exc) from exc
-    stream = AsyncStreamingResultSet(response_future, config=config, session=session)
-    return stream, response_future
+    return AsyncStreamingResultSet(response_future, config=config, session=session), response_future
 
 
 async def run_statement(
@@ -166,9 +170,8 @@ async def run_statement(
     if statement.placeholders:
         query = await session.prepare(statement.with_markers())
     fetch_size = min(settings.fetch_size, settings.max_rows + 1)
-    driver_statement = _driver_statement(query, values, settings, fetch_size)
     config = StreamConfig(fetch_size=fetch_size, prefetch=1)
-    stream, response_future = await _open_stream(session, driver_statement, settings, config)
+    stream, response_future = await _open_stream(session, query, values, settings, config)
     progress = _LateProgress(settings.progress, settings.progress_min_pages)
     try:
         async with stream:
@@ -187,7 +190,7 @@ async def run_statement(
         outcome.frame = outcome.frame.iloc[: settings.max_rows]
         outcome.cut = True
     outcome.warnings = list(getattr(response_future, "_warnings", None) or [])
-    if settings.trace:
+    if settings.trace and response_future is not None:
         try:
             outcome.traces = list(
                 await run_blocking(response_future.get_all_query_traces, TRACE_WAIT) or []
