@@ -44,7 +44,9 @@ Query: TypeAlias = "str | PreparedStatement | Statement"
 Parameters: TypeAlias = "Sequence[Any] | Mapping[str, Any] | None"
 Consistency: TypeAlias = "int | str | None"
 
-_BIND_ERRORS = (TypeError, ValueError, KeyError, OverflowError, struct.error)
+# What the driver's serializers raise on a value of the wrong type or out of range (a
+# number where text is expected fails on ``.encode``).
+_BIND_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error)
 
 
 def _consistency_level(consistency: Consistency) -> int | None:
@@ -70,7 +72,13 @@ def _timeout_options(timeout: float | None) -> dict[str, float]:
 
 
 def _has_parameters(parameters: Parameters) -> bool:
-    return parameters is not None and len(parameters) > 0
+    if parameters is None:
+        return False
+    if not isinstance(parameters, (Sequence, Mapping)):
+        raise ConfigurationError(
+            f"parameters must be a sequence or a mapping, not {type(parameters).__name__}"
+        )
+    return len(parameters) > 0
 
 
 def _refuse_inline_parameters(cql: str) -> QueryError:

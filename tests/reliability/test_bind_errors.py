@@ -1,0 +1,37 @@
+"""Parameters the driver cannot use end in cassnb errors, never in a bare Python exception."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from _fuzz import SCHEMA, TYPED_INSERT
+
+from cassnb import AsyncCluster, AsyncSession, ConfigurationError, QueryError
+from cassnb.local import ClusterInfo
+
+
+@pytest.fixture
+async def session(rel_node: ClusterInfo) -> AsyncIterator[AsyncSession]:
+    """A session with the fuzz keyspace and its typed table."""
+    async with (
+        AsyncCluster(rel_node.contact_points, rel_node.port) as cluster,
+        cluster.connect() as session,
+    ):
+        for statement in SCHEMA:
+            await session.execute(statement, timeout=60)
+        yield session
+
+
+@pytest.mark.parametrize("parameters", [object(), 5, 1.5])
+async def test_parameters_that_are_no_sequence_or_mapping_are_refused(
+    session: AsyncSession, parameters: object
+) -> None:
+    with pytest.raises(ConfigurationError, match="sequence or a mapping"):
+        await session.execute("SELECT release_version FROM system.local", parameters)  # type: ignore[arg-type]
+
+
+async def test_a_value_the_serializer_rejects_is_a_query_error(session: AsyncSession) -> None:
+    typed = await session.prepare(TYPED_INSERT)
+    with pytest.raises(QueryError, match="could not bind"):
+        await session.execute(typed, [0, 0, 0])  # an int for the text column
