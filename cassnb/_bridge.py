@@ -82,6 +82,13 @@ async def run_blocking(
         raise
 
 
+def start_daemon(fn: Callable[[], object]) -> None:
+    """Run ``fn`` on a fresh daemon thread without waiting; skip it if none can start."""
+    # At interpreter exit no thread may start; the driver's own exit hook then cleans up.
+    with contextlib.suppress(RuntimeError):
+        threading.Thread(target=fn, name="cassnb-close", daemon=True).start()
+
+
 def run_blocking_sync(fn: Callable[[], object], *, timeout: float) -> bool:
     """Run ``fn`` on a fresh daemon thread and wait at most ``timeout`` seconds for it.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
+import warnings
 import weakref
 from collections.abc import Generator, Sequence
 from types import TracebackType
@@ -21,7 +22,7 @@ from cassandra.policies import (
 )
 
 from cassnb import _registry
-from cassnb._bridge import run_blocking
+from cassnb._bridge import run_blocking, start_daemon
 from cassnb._errors import ConfigurationError, ConnectionError, raised_by_us, translate
 from cassnb._results import row_factory
 from cassnb._session import AsyncSession
@@ -65,8 +66,8 @@ def _rejected_explicit_version(exc: BaseException) -> bool:
     return False
 
 
-def _shut_down_abandoned(session: AsyncSession) -> None:
-    session._close_blocking()
+def _shut_down_abandoned(driver_session: Any) -> None:
+    driver_session.shutdown()
 
 
 class _Connecting:
@@ -224,7 +225,8 @@ class AsyncCluster:
             cluster.protocol_version = MIN_PROTOCOL_VERSION
         return cluster
 
-    def _connect_blocking(self, keyspace: str | None) -> AsyncSession:
+    def _connect_blocking(self, keyspace: str | None) -> Any:
+        """Open a driver session (on a worker thread) and return it."""
         with self._lock:
             if self._closed:
                 raise ConnectionError("the cluster is shut down: create a new AsyncCluster")
@@ -268,13 +270,7 @@ class AsyncCluster:
             except Exception as exc:
                 driver_session.shutdown()
                 raise translate(exc, context=f"could not use keyspace {keyspace!r}") from exc
-        session = AsyncSession(driver_session, cluster=self)
-        with self._lock:
-            if not self._closed:
-                self._sessions.add(session)
-                return session
-        session._close_blocking()
-        raise ConnectionError("the cluster was shut down while connecting")
+        return driver_session
 
     def _discard(self, cluster: Any) -> None:
         with self._lock:
@@ -285,7 +281,19 @@ class AsyncCluster:
     async def _connect(self, keyspace: str | None) -> AsyncSession:
         if self._closed:
             raise ConnectionError("the cluster is shut down: create a new AsyncCluster")
-        return await run_blocking(self._connect_blocking, keyspace, on_abandon=_shut_down_abandoned)
+        driver_session = await run_blocking(
+            self._connect_blocking, keyspace, on_abandon=_shut_down_abandoned
+        )
+        # Made here rather than on the worker thread: the driver keeps some exceptions
+        # whose tracebacks hold that thread's frames, which would keep the session alive.
+        session = AsyncSession(driver_session, cluster=self)
+        with self._lock:
+            if not self._closed:
+                self._sessions.add(session)
+                return session
+        session._mark_closed()
+        await run_blocking(driver_session.shutdown)
+        raise ConnectionError("the cluster was shut down while connecting")
 
     def _mark_closed(self) -> tuple[bool, Any]:
         with self._lock:
@@ -321,6 +329,21 @@ class AsyncCluster:
         tb: TracebackType | None,
     ) -> None:
         await self.shutdown()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) or getattr(self, "_cluster", None) is None:
+            return
+        _, cluster = self._mark_closed()
+        if cluster is None:
+            return
+        # The driver's shutdown joins its threads: keep it off whatever thread collects us.
+        start_daemon(cluster.shutdown)
+        warnings.warn(
+            f"unclosed {self!r}; use 'async with' or 'await cluster.shutdown()'",
+            ResourceWarning,
+            stacklevel=1,
+            source=self,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("connected" if self._cluster else "not connected")

@@ -34,7 +34,8 @@ class _Resource(Protocol):
     def _close_blocking(self) -> bool: ...
 
 
-_lock = threading.Lock()
+# Reentrant: a finalizer run by the collector while the lock is held unregisters too.
+_lock = threading.RLock()
 _streams: weakref.WeakSet[_Stream] = weakref.WeakSet()
 _sessions: weakref.WeakSet[_Resource] = weakref.WeakSet()
 _clusters: weakref.WeakSet[_Resource] = weakref.WeakSet()

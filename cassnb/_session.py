@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import struct
 import threading
+import warnings
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -22,7 +23,7 @@ from cassandra.query import (
 )
 
 from cassnb import _registry
-from cassnb._bridge import InFlight, fetch, run_blocking
+from cassnb._bridge import InFlight, fetch, run_blocking, start_daemon
 from cassnb._errors import (
     CassandraError,
     ConfigurationError,
@@ -213,7 +214,9 @@ class AsyncSession:
 
         ``query`` is a CQL string, a prepared statement (``parameters`` bind its markers)
         or any driver Statement, whose own settings are honoured. ``timeout`` bounds each
-        request to the server (the driver's default when None).
+        request to the server (the driver's default when None). Cancelling the awaiting
+        task stops at once: no further page is requested, though the server may still
+        finish the page it was computing.
         """
         self._check_open()
         statement = _statement(query, parameters, consistency=consistency)
@@ -396,3 +399,15 @@ class AsyncSession:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<AsyncSession keyspace={self.keyspace!r} {state}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) or not self._mark_closed():
+            return
+        # The connections close on a helper thread: this may run on the loop's thread.
+        start_daemon(self._session.shutdown)
+        warnings.warn(
+            f"unclosed {self!r}; use 'async with' or 'await session.close()'",
+            ResourceWarning,
+            stacklevel=1,
+            source=self,
+        )

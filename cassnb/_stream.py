@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
@@ -27,8 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncStreamingResultSet", "StreamConfig"]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+# Frames from these directories are cassnb's own or asyncio's, not the user's.
+_NOT_USER_CODE = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
+)
 _END: Any = object()
 _DECODE_ON_LOOP_BELOW = 256
 
@@ -82,14 +86,18 @@ class StreamConfig:
             raise ConfigurationError("page_callback must be callable")
 
 
+@functools.lru_cache(maxsize=512)
+def _is_user_code(filename: str) -> bool:
+    return not os.path.abspath(filename).startswith(_NOT_USER_CODE)
+
+
 def _origin() -> str:
     """Describe where user code opened a stream: its first frames outside cassnb."""
     frames: list[str] = []
     frame = sys._getframe(1)
     while frame is not None and len(frames) < 3:
         filename = frame.f_code.co_filename
-        directory = os.path.dirname(os.path.abspath(filename))
-        if directory != _PACKAGE_DIR and directory != _ASYNCIO_DIR:
+        if _is_user_code(filename):
             frames.append(f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}")
         frame = frame.f_back  # type: ignore[assignment]
     return " <- ".join(frames) if frames else "an unknown place"
@@ -118,7 +126,7 @@ class _State:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: StreamConfig) -> None:
         self.loop = loop
-        self.buffer: deque[list[Row]] = deque()
+        self.buffer: deque[Sequence[Row]] = deque()
         self.requesting = True
         self.exhausted = False
         self.error: BaseException | None = None
@@ -308,11 +316,15 @@ class AsyncStreamingResultSet:
             self._close_now("cancelled")
             raise
 
-    def pages(self) -> AsyncIterator[list[Row]]:
-        """Iterate over the pages themselves, each a list of rows."""
+    def pages(self) -> AsyncIterator[Sequence[Row]]:
+        """Iterate over the pages themselves, each a sequence of rows.
+
+        A page is a list, or a page kept in wire form that decodes when first read (the
+        frames layer decodes those column by column instead).
+        """
         return _Pages(self)
 
-    async def _next_page(self) -> list[Row] | None:
+    async def _next_page(self) -> Sequence[Row] | None:
         state = self._state
         waited = False
         while True:
@@ -461,7 +473,7 @@ class _Pages:
     def __aiter__(self) -> _Pages:
         return self
 
-    async def __anext__(self) -> list[Row]:
+    async def __anext__(self) -> Sequence[Row]:
         stream = self._stream
         rest = stream._rows
         if rest is not None:

@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _core_data import KEYSPACE, Data
@@ -87,27 +88,37 @@ async def test_use_after_close_is_a_clear_error(data: Data) -> None:
     assert "closed" in repr(session)
 
 
-async def test_cancelled_connect_leaves_no_session_behind(data: Data) -> None:
+async def test_cancelled_connect_leaves_no_session_behind(
+    data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gc.collect()
     sessions_before = open_counts().sessions
     async with AsyncCluster(data.contact_points) as cluster:
         # Cancelled while the driver connects on its worker thread: the session it then
         # makes must be shut down, since nobody will receive it.
-        await _connect_then_cancel(cluster)
-        for _ in range(300):
-            if open_counts().sessions == sessions_before:
+        entered = threading.Event()
+        connect_blocking = cluster._connect_blocking
+
+        def entering(keyspace: str | None) -> Any:
+            entered.set()
+            time.sleep(0.05)
+            return connect_blocking(keyspace)
+
+        monkeypatch.setattr(cluster, "_connect_blocking", entering)
+        task = asyncio.create_task(_connect(cluster))
+        await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        made: list[Any] = []
+        for _ in range(500):
+            made = list(cluster._cluster.sessions) if cluster._cluster is not None else []
+            if made and all(driver_session.is_shutdown for driver_session in made):
                 break
             await asyncio.sleep(0.01)
+        assert made
+        assert all(driver_session.is_shutdown for driver_session in made)
         assert open_counts().sessions == sessions_before
-
-
-async def _connect_then_cancel(cluster: AsyncCluster) -> None:
-    task = asyncio.create_task(_connect(cluster))
-    await asyncio.sleep(0)
-    assert not task.done()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 async def _connect(cluster: AsyncCluster) -> AsyncSession:
@@ -268,3 +279,49 @@ def test_one_session_from_several_loops_in_several_threads(data: Data) -> None:
         thread.join(60)
     asyncio.run(cluster.shutdown())
     assert results == {f"t{n}": (1000, 3000) for n in range(3)}
+
+
+async def _settle() -> None:
+    # An awaited result stays referenced until the awaiting task yields again.
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def _drop_a_session(cluster: AsyncCluster) -> object:
+    session = await cluster.connect(KEYSPACE)
+    driver_session = session._session
+    del session
+    await _settle()
+    return driver_session
+
+
+async def _drop_a_cluster(data: Data) -> object:
+    cluster = AsyncCluster(data.contact_points)
+    await (await cluster.connect()).close()
+    driver_cluster = cluster._cluster
+    del cluster
+    await _settle()
+    return driver_cluster
+
+
+async def test_unclosed_session_and_cluster_warn_and_close(
+    cluster: AsyncCluster, data: Data
+) -> None:
+    with pytest.warns(ResourceWarning, match="unclosed <AsyncSession"):
+        driver_session: Any = await _drop_a_session(cluster)
+    with pytest.warns(ResourceWarning, match="unclosed <AsyncCluster"):
+        driver_cluster: Any = await _drop_a_cluster(data)
+    for _ in range(200):
+        if driver_session.is_shutdown and driver_cluster.is_shutdown:
+            break
+        await asyncio.sleep(0.01)
+    assert driver_session.is_shutdown
+    assert driver_cluster.is_shutdown
+
+
+def test_a_cluster_that_never_connected_needs_no_shutdown() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        cluster = AsyncCluster(["127.0.0.1"])
+        del cluster
+        gc.collect()
