@@ -190,17 +190,21 @@ class CQLMagic(Magics, Configurable):
             finally:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
+                finished.set()
 
+        # Waited on with an Event, not Thread.join: a join interrupted by Ctrl-C may take
+        # the thread for finished (CPython 3.11), and we must wait again after cancelling.
+        finished = threading.Event()
         thread = threading.Thread(target=context.run, args=(main,), name="cassnb-magic")
         thread.start()
         try:
-            thread.join()
+            finished.wait()
         except KeyboardInterrupt:
             task = outcome.get("task")
             if task is not None:
-                loop.call_soon_threadsafe(task.cancel)
-            thread.join(_UNWIND)
-            if "error" not in outcome and "value" not in outcome:
+                with contextlib.suppress(RuntimeError):  # the loop just closed: nothing to stop
+                    loop.call_soon_threadsafe(task.cancel)
+            if not finished.wait(_UNWIND):
                 raise CellInterrupted(0) from None
         if "error" in outcome:
             error = outcome["error"]
@@ -361,12 +365,17 @@ class CQLMagic(Magics, Configurable):
         settings = self._settings(options)
         session = self._session(options.connection)
         last: Outcome | None = None
+        arrived = 0
         for statement, statement_values in zip(statements, values, strict=True):
             with self._errors(session, statement):
                 try:
                     outcome = await run_statement(session, statement, statement_values, settings)
+                except CellInterrupted as interrupted:
+                    raise CellInterrupted(arrived + interrupted.rows) from None
                 except asyncio.CancelledError:
-                    raise CellInterrupted(0) from None
+                    raise CellInterrupted(arrived) from None
+            if outcome.frame is not None:
+                arrived += len(outcome.frame)
             self._report(outcome, options)
             if outcome.frame is not None:
                 if last is not None and last.frame is not None:

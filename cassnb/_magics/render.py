@@ -9,6 +9,7 @@ renders exactly as before.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import weakref
 from collections.abc import Callable, Iterable
@@ -57,16 +58,24 @@ def _pandas_html(frame: pd.DataFrame) -> str | None:
 
 
 def _head(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
-    return frame if not limit or len(frame) <= limit else frame.head(limit)
+    return frame if len(frame) <= limit else frame.head(limit)
+
+
+def _showing(rows: int) -> contextlib.AbstractContextManager[Any]:
+    """Let pandas print ``rows`` rows without eliding any (its own limit is 60)."""
+    return pd.option_context("display.max_rows", rows + 1, "display.min_rows", rows)
 
 
 def limited_html(frame: pd.DataFrame, note: FrameNote) -> str:
     """Render a cell's frame as HTML: the shown rows, then the footer."""
     if note.describe and "create_statement" in frame.columns:
         return f"<pre>{html.escape(_describe_text(frame))}</pre>"
-    shown = _head(frame, note.limit)
-    with pd.option_context("display.max_rows", len(shown) + 1, "display.min_rows", len(shown)):
-        table = _pandas_html(shown) or html.escape(repr(shown))
+    if not note.limit:
+        table = _pandas_html(frame) or html.escape(repr(frame))
+    else:
+        shown = _head(frame, note.limit)
+        with _showing(len(shown)):
+            table = _pandas_html(shown) or html.escape(repr(shown))
     return f"{table}\n<p><small>{html.escape(footer(len(frame), note))}</small></p>"
 
 
@@ -74,9 +83,12 @@ def limited_text(frame: pd.DataFrame, note: FrameNote) -> str:
     """Render a cell's frame as plain text: the shown rows, then the footer."""
     if note.describe and "create_statement" in frame.columns:
         return _describe_text(frame)
-    shown = _head(frame, note.limit)
-    with pd.option_context("display.max_rows", len(shown) + 1, "display.min_rows", len(shown)):
-        table = repr(shown)
+    if not note.limit:
+        table = repr(frame)
+    else:
+        shown = _head(frame, note.limit)
+        with _showing(len(shown)):
+            table = repr(shown)
     return f"{table}\n{footer(len(frame), note)}"
 
 

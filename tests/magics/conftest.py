@@ -131,6 +131,21 @@ class Kernel:
         reply.status = reply.content["status"]
         return reply
 
+    def wait_for_output(self, msg_id: str, needle: str, timeout: float = 60.0) -> str:
+        """Read a running cell's outputs until one contains ``needle``; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.client.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                continue
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            text = str(message["content"].get("text", ""))
+            if needle in text:
+                return text
+        raise TimeoutError(f"no output with {needle!r} within {timeout} s")
+
     def wait_reply(self, msg_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """Return the cell's execute_reply from the shell channel."""
         deadline = time.monotonic() + timeout

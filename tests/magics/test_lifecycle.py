@@ -14,9 +14,10 @@ CONNECT = f"%cql_connect 127.0.0.1 --keyspace {KEYSPACE}"
 
 
 def test_interrupting_a_million_row_stream(kernel: Kernel) -> None:
-    msg_id = kernel.start("%%cql\nSELECT * FROM million")
-    # Let rows flow for a while: the progress bar on stderr shows they do.
-    time.sleep(1.5)
+    msg_id = kernel.start("%%cql --fetch-size 1000\nSELECT * FROM million")
+    # Interrupt once rows flow: the progress bar on stderr shows they do.
+    kernel.wait_for_output(msg_id, "pages=")
+    time.sleep(0.2)
     interrupted = time.monotonic()
     kernel.manager.interrupt_kernel()
     reply = kernel.wait_reply(msg_id, timeout=30)
@@ -32,6 +33,25 @@ def test_interrupting_a_million_row_stream(kernel: Kernel) -> None:
     assert "1000" in after.text
     still_open = kernel.ok("from cassnb import _registry\nprint(_registry.open_counts().streams)")
     assert still_open.stdout.strip() == "0"
+
+
+def test_interrupting_a_cell_that_cannot_await(kernel: Kernel) -> None:
+    msg_id = kernel.start(
+        "def read_all():\n    frame = %cql --fetch-size 1000 SELECT * FROM million\n"
+        "    return frame\n"
+        "read_all()"
+    )
+    kernel.wait_for_output(msg_id, "pages=")
+    time.sleep(0.2)
+    interrupted = time.monotonic()
+    kernel.manager.interrupt_kernel()
+    reply = kernel.wait_reply(msg_id, timeout=30)
+    latency = time.monotonic() - interrupted
+    print(f"interrupt to reply, blocking path: {latency * 1000:.0f} ms")
+    assert reply["content"]["status"] == "error"
+    assert latency <= 1.0
+    assert re.search(r"[\d,]+ rows had arrived", reply["content"]["evalue"])
+    assert "1 row" in kernel.ok("%cql SELECT count(*) FROM million WHERE p = 5").text
 
 
 def test_long_streams_show_a_progress_bar_that_goes_away(kernel: Kernel) -> None:

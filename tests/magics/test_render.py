@@ -45,6 +45,13 @@ def test_limit_above_pandas_own_limit_is_honoured() -> None:
     assert "..." not in text and "\n99 " in text
 
 
+def test_limit_zero_leaves_the_view_to_pandas() -> None:
+    frame = pd.DataFrame({"k": range(1000)})
+    text = limited_text(frame, FrameNote(limit=0))
+    assert "..." in text and len(text.splitlines()) < 30
+    assert text.endswith("1,000 rows")
+
+
 def test_describe_shows_the_create_statements() -> None:
     frame = pd.DataFrame(
         {
