@@ -53,7 +53,7 @@ from cassnb._magics.run import (
     run_statement,
     server_message,
 )
-from cassnb._magics.transformer import AwaitMagics
+from cassnb._magics.transformer import AwaitMagics, asyncio_autoawait
 from cassnb._session import AsyncSession
 
 __all__ = ["CQLMagic", "load", "unload"]
@@ -448,7 +448,7 @@ def load(ip: Any) -> None:
     magics = CQLMagic(ip)
     ip.register_magics(magics)
     ip.configurables.append(magics)
-    ip.input_transformers_post.append(AwaitMagics(MAGICS, TARGET))
+    ip.input_transformers_post.append(AwaitMagics(MAGICS, TARGET, lambda: asyncio_autoawait(ip)))
     magics.views.install(ip.display_formatter)
     _registry._maybe_install_kernel_hook()
 

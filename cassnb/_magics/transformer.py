@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Collection, Iterator
-from typing import Final
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, Final
 
-__all__ = ["AwaitMagics", "await_magic_calls"]
+__all__ = ["AwaitMagics", "asyncio_autoawait", "await_magic_calls"]
 
 _SYNC_SCOPES: Final = (
     ast.FunctionDef,
@@ -129,16 +129,30 @@ def _inside_running_cell() -> bool:
     return False
 
 
-class AwaitMagics:
-    """An IPython post input transformer that awaits the given magics."""
+def asyncio_autoawait(shell: Any) -> bool:
+    """Tell whether ``shell`` runs top-level ``await`` on asyncio (``%autoawait`` on)."""
+    from IPython.core.async_helpers import _asyncio_runner
 
-    def __init__(self, names: Collection[str], target: str) -> None:
+    return bool(shell.autoawait) and shell.loop_runner is _asyncio_runner
+
+
+class AwaitMagics:
+    """An IPython post input transformer that awaits the given magics.
+
+    ``enabled`` is asked on every cell: with ``%autoawait off`` (or a trio or curio
+    runner) the calls stay blocking.
+    """
+
+    def __init__(
+        self, names: Collection[str], target: str, enabled: Callable[[], bool] = lambda: True
+    ) -> None:
         self.names = frozenset(names)
         self.target = target
+        self.enabled = enabled
 
     def __call__(self, lines: list[str]) -> list[str]:
         source = "".join(lines)
-        if _inside_running_cell():
+        if not self.enabled() or _inside_running_cell():
             return lines
         rewritten = await_magic_calls(source, self.names, self.target)
         if rewritten is source:

@@ -252,6 +252,16 @@ def test_cells_that_cannot_await_still_work(kernel: Kernel) -> None:
     assert inside.stdout.strip() == "7"
 
 
+def test_autoawait_off_runs_cells_blocking(kernel: Kernel) -> None:
+    kernel.ok("%autoawait off")
+    try:
+        reply = kernel.ok("%%cql\nSELECT * FROM flights WHERE carrier = 'UA' AND month = 2")
+        assert "7 rows" in reply.text
+        assert kernel.ok("print(len(_))").stdout.strip() == "7"
+    finally:
+        kernel.ok("%autoawait asyncio")
+
+
 def test_unload_removes_the_magics(tables: object) -> None:
     from .conftest import EXTENSION
 
