@@ -134,6 +134,7 @@ class CQLMagic(Magics, Configurable):
         Magics.__init__(self, shell=shell)  # type: ignore[no-untyped-call]
         self.connections: dict[str, Connection] = {}
         self.views = FrameViews()
+        # The loop the last magic ran on: the shell's own, unless the cell could not await.
         self.last_loop: asyncio.AbstractEventLoop | None = None
 
     def _shell(self) -> Any:
@@ -296,7 +297,7 @@ class CQLMagic(Magics, Configurable):
         if not self.connections:
             print("no connections; %cql_connect HOSTS --keyspace KS opens one")
             return
-        current = _registry._default_session
+        current = _current_session()
         for alias, connection in self.connections.items():
             mark = "*" if connection.session is current else " "
             keyspace = connection.session.keyspace or "-"
@@ -307,7 +308,7 @@ class CQLMagic(Magics, Configurable):
         connection = self.connections.pop(alias, None)
         if connection is None:
             raise UsageError(f"no connection named {alias!r}; %cql_connect --list shows them")
-        if connection.session is _registry._default_session:
+        if connection.session is _current_session():
             _registry.set_default_session(None)
         await connection.close()
         print(f"closed {alias!r}")
@@ -416,6 +417,13 @@ class CQLMagic(Magics, Configurable):
                 took = "" if duration is None else f", {duration.total_seconds() * 1e6:,.0f} µs"
                 print(f"trace {trace.trace_id}: coordinator {trace.coordinator}{took}")
                 _show(trace_frame(trace.events or []))
+
+
+def _current_session() -> AsyncSession | None:
+    try:
+        return _registry.get_default_session()
+    except CassandraError:
+        return None
 
 
 def _password(options: ConnectOptions) -> str | None:
