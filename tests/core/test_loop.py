@@ -1,0 +1,77 @@
+"""The loop never blocks: a 1 ms ticker keeps ticking through heavy concurrent work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from _core_data import BIG_PARTITIONS, BIG_ROWS_PER_PARTITION, Data
+
+from cassnb import AsyncSession, StreamConfig
+
+QUERIES = 2_000
+IN_FLIGHT = 256
+
+
+async def test_ticker_keeps_ticking_through_queries_and_a_big_stream(
+    session: AsyncSession, data: Data
+) -> None:
+    point_read = await session.prepare("SELECT v FROM big WHERE p = ? AND c = ?")
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    # Each gap with the CPU time the loop's thread used during it: a long gap with little
+    # CPU means the thread was waiting (for a CPU, or for the GIL), not running code.
+    cpu_in_gap: dict[float, float] = {}
+
+    async def ticker() -> None:
+        last, last_cpu = time.perf_counter(), time.thread_time()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now, cpu = time.perf_counter(), time.thread_time()
+            gaps.append(now - last)
+            cpu_in_gap[now - last] = cpu - last_cpu
+            last, last_cpu = now, cpu
+
+    async def queries() -> int:
+        limit = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(number: int) -> int:
+            async with limit:
+                p, c = number % BIG_PARTITIONS, number % BIG_ROWS_PER_PARTITION
+                row = (await session.execute(point_read, [p, c])).one()
+                assert row is not None
+                assert row.v == f"row {p}-{c}"
+                return 1
+
+        return sum(await asyncio.gather(*(one(n) for n in range(QUERIES))))
+
+    async def stream() -> int:
+        rows = 0
+        config = StreamConfig(fetch_size=5000)
+        async with await session.execute_stream("SELECT * FROM big", stream_config=config) as rows_:
+            async for _row in rows_:
+                rows += 1
+        return rows
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    answered, streamed = await asyncio.gather(queries(), stream())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    done.set()
+    await ticking
+
+    worst = max(gaps)
+    ordered = sorted(gaps)
+    p99 = ordered[int(len(ordered) * 0.99)]
+    report = (
+        f"{answered} queries + {streamed} streamed rows in {elapsed:.2f} s "
+        f"(process CPU {cpu:.2f} s); ticker: {len(gaps)} ticks, worst gap "
+        f"{worst * 1000:.1f} ms (loop thread ran {cpu_in_gap[worst] * 1000:.0f} ms of it), "
+        f"p99 {p99 * 1000:.1f} ms"
+    )
+    print(f"\n{report}")
+    assert answered == QUERIES
+    assert streamed == data.big_rows
+    assert worst < 0.25, report
