@@ -34,7 +34,7 @@ from cassnb._errors import (
     translate,
 )
 from cassnb._results import AsyncResultSet
-from cassnb._stream import AsyncStreamingResultSet, StreamConfig
+from cassnb._stream import MAX_FETCH_SIZE, AsyncStreamingResultSet, StreamConfig
 
 if TYPE_CHECKING:
     from cassnb._cluster import AsyncCluster
@@ -244,8 +244,14 @@ class AsyncSession:
         last page.
         """
         self._check_open()
-        if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
-            raise ConfigurationError(f"fetch_size must be a positive int, not {fetch_size!r}")
+        if (
+            isinstance(fetch_size, bool)
+            or not isinstance(fetch_size, int)
+            or not 1 <= fetch_size <= MAX_FETCH_SIZE
+        ):
+            raise ConfigurationError(
+                f"fetch_size must be a positive int up to {MAX_FETCH_SIZE}, not {fetch_size!r}"
+            )
         statement = _statement(query, parameters, consistency=consistency, fetch_size=fetch_size)
         options = _timeout_options(timeout)
         try:

@@ -34,6 +34,9 @@ _NOT_USER_CODE = (
     os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
 )
 _END: Any = object()
+# The native protocol sends the page size as a signed 32-bit int; a larger one fails in the
+# driver while it encodes the request, which it reports as the host failing.
+MAX_FETCH_SIZE = 2**31 - 1
 _DECODE_ON_LOOP_BELOW = 256
 
 # Page failures that another coordinator, asked again from the same paging state, may well
@@ -70,8 +73,11 @@ class StreamConfig:
     prefetch: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.fetch_size, int) or self.fetch_size < 1:
-            raise ConfigurationError(f"fetch_size must be a positive int, not {self.fetch_size!r}")
+        size = self.fetch_size
+        if not isinstance(size, int) or not 1 <= size <= MAX_FETCH_SIZE:
+            raise ConfigurationError(
+                f"fetch_size must be a positive int up to {MAX_FETCH_SIZE}, not {size!r}"
+            )
         if self.max_pages is not None and (
             not isinstance(self.max_pages, int) or self.max_pages < 1
         ):

@@ -1,4 +1,4 @@
-"""Parameters the driver cannot use end in cassnb errors, never in a bare Python exception."""
+"""Arguments the driver cannot use end in cassnb errors, never in a bare Python exception."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from _fuzz import SCHEMA, TYPED_INSERT
 
-from cassnb import AsyncCluster, AsyncSession, ConfigurationError, QueryError
+from cassnb import AsyncCluster, AsyncSession, ConfigurationError, QueryError, StreamConfig
 from cassnb.local import ClusterInfo
 
 
@@ -35,3 +35,16 @@ async def test_a_value_the_serializer_rejects_is_a_query_error(session: AsyncSes
     typed = await session.prepare(TYPED_INSERT)
     with pytest.raises(QueryError, match="could not bind"):
         await session.execute(typed, [0, 0, 0])  # an int for the text column
+
+
+async def test_a_page_size_beyond_the_protocol_is_a_configuration_error(
+    session: AsyncSession,
+) -> None:
+    # Unchecked, the driver fails to encode it and reports the node as unable to serve.
+    too_big = 2**31
+    with pytest.raises(ConfigurationError, match="fetch_size"):
+        StreamConfig(fetch_size=too_big)
+    with pytest.raises(ConfigurationError, match="fetch_size"):
+        await session.execute_page("SELECT * FROM system.local", fetch_size=too_big)
+    page = await session.execute_page("SELECT * FROM system.local", fetch_size=too_big - 1)
+    assert len(page) == 1
