@@ -126,7 +126,7 @@ class RawPage(Sequence[Any]):
         "_user_type_map",
         "column_metadata",
         "protocol_version",
-        "row_factory",
+        "source",
     )
 
     def __init__(
@@ -154,7 +154,7 @@ class RawPage(Sequence[Any]):
             if count < 0:
                 raise CassandraError(f"malformed result page: {count} rows")
         self._count: int = count
-        self.row_factory: Callable[[list[str], list[Any]], list[Any]] | None = None
+        self.source: _KeepRaw | None = None
         self._rows: list[Any] | None = None
 
     @property
@@ -183,6 +183,11 @@ class RawPage(Sequence[Any]):
     def _materialize(self) -> list[Any]:
         rows = self._rows
         if rows is None:
+            source = self.source
+            if source is not None:
+                # Someone reads this request's rows: decode its next pages as they arrive,
+                # on the driver's thread, as the driver itself does.
+                source.rows_wanted = True
             try:
                 rows = _driver_rows(
                     self._body,
@@ -196,8 +201,8 @@ class RawPage(Sequence[Any]):
             except Exception as exc:
                 raise CassandraError(f"could not decode a result page: {exc}") from exc
             del rows[self._count :]
-            if self.row_factory is not None:
-                rows = self.row_factory(self.column_names, rows)
+            if source is not None:
+                rows = source.row_factory(self.column_names, rows)
             self._rows = rows
         return rows
 
@@ -226,11 +231,18 @@ class RawPage(Sequence[Any]):
             self._result_metadata,
             count,
         )
-        page.row_factory = self.row_factory
+        page.source = self.source
         return page
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._materialize())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RawPage | list):
+            return self._materialize() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"<RawPage {self._count} rows, {len(self.column_metadata)} columns>"
@@ -273,18 +285,24 @@ class ColumnarProtocolHandler(ProtocolHandler):  # type: ignore[misc]
 
 
 class _KeepRaw:
-    """A row factory that passes a RawPage through, to apply the real one when it is read."""
+    """A request's row factory: it passes RawPages through until someone reads rows.
 
-    __slots__ = ("row_factory",)
+    From then on, each page is decoded into rows when it arrives, as without this module.
+    """
+
+    __slots__ = ("row_factory", "rows_wanted")
 
     def __init__(self, row_factory: Callable[[list[str], list[Any]], Any]) -> None:
         self.row_factory = row_factory
+        self.rows_wanted = False
 
     def __call__(self, column_names: list[str], rows: Any) -> Any:
-        if isinstance(rows, RawPage):
-            rows.row_factory = self.row_factory
-            return rows
-        return self.row_factory(column_names, rows)
+        if not isinstance(rows, RawPage):
+            return self.row_factory(column_names, rows)
+        rows.source = self
+        if self.rows_wanted:
+            return rows._materialize()
+        return rows
 
 
 def start_request(session: Session, statement: Any, *, timeout: Any = _NOT_SET) -> ResponseFuture:
@@ -616,12 +634,10 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
 
 
 class NativeDecoder:
-    """Decode raw pages in C; hand pages of ready rows to the pure-Python decoder."""
+    """Decode raw pages in C; hand pages of ready rows to a row-wise decoder."""
 
-    def __init__(self) -> None:
-        from cassnb._types import ColumnwiseDecoder
-
-        self._rows_decoder = ColumnwiseDecoder()
+    def __init__(self, rows_decoder: PageDecoder) -> None:
+        self._rows_decoder = rows_decoder
 
     def decode(self, rows: Sequence[Sequence[Any]], schema: FrameSchema) -> list[Column]:
         """Decode ``rows`` into columns of the schema's dtypes, each ``len(rows)`` long."""
@@ -633,10 +649,6 @@ class NativeDecoder:
             raise CassandraError(f"could not decode a result page: {exc}") from exc
 
 
-def page_decoder() -> PageDecoder:
-    """Return the best page decoder available: the native one, else the pure-Python one."""
-    if _native is not None:
-        return NativeDecoder()
-    from cassnb._types import ColumnwiseDecoder
-
-    return ColumnwiseDecoder()
+def page_decoder(rows_decoder: PageDecoder) -> PageDecoder:
+    """Return the native decoder in front of ``rows_decoder``, or it alone without one."""
+    return rows_decoder if _native is None else NativeDecoder(rows_decoder)

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 
 from cassnb import _columnar
 from cassnb._errors import CassandraError
-from cassnb._types import FrameSchema
+from cassnb._types import ColumnwiseDecoder, FrameSchema
 
 pytestmark = pytest.mark.skipif(
     not _columnar.native_available(), reason="the compiled decoder is not built"
@@ -90,8 +90,6 @@ def test_prefix_and_chosen_columns(
     positions = data.draw(st.lists(st.integers(0, len(names) - 1), min_size=1, max_size=8))
     schema = FrameSchema.from_metadata(page.column_names, page.column_types, backend, positions)  # type: ignore[arg-type]
     native_columns = _columnar.decode_page(cut, schema)
-    from cassnb._types import ColumnwiseDecoder
-
     reference = ColumnwiseDecoder().decode(list(cut), schema)
     if keep:
         assert_same_columns(native_columns, reference)
@@ -118,10 +116,16 @@ def test_rows_of_a_raw_page_are_the_drivers() -> None:
     ]
     page = raw_page(types, [[1, "a", [1, 2]], [None, "", None]])
     assert list(page) == [(1, "a", [1, 2]), (None, "", None)]
-    page = raw_page(types, [[1, "a", [1, 2]], [None, "", None]])
-    page.row_factory = lambda names, rows: [dict(zip(names, row, strict=True)) for row in rows]
-    assert page[1] == {"c0": None, "c1": "", "c2": None}
+    source = _columnar._KeepRaw(
+        lambda names, rows: [dict(zip(names, row, strict=True)) for row in rows]
+    )
+    page = source(["c0", "c1", "c2"], raw_page(types, [[1, "a", [1, 2]], [None, "", None]]))
+    assert isinstance(page, _columnar.RawPage)
     assert page[:1] == [{"c0": 1, "c1": "a", "c2": [1, 2]}]
+    assert page[1] == {"c0": None, "c1": "", "c2": None}
+    # Rows were read: the request's later pages are decoded into rows on arrival.
+    later = source(["c0", "c1", "c2"], raw_page(types, [[2, "b", None]]))
+    assert later == [{"c0": 2, "c1": "b", "c2": None}]
 
 
 def test_empty_values_of_fixed_width_types_are_null() -> None:
@@ -188,7 +192,7 @@ def test_truncated_raw_page_raises_cassnb_error_through_the_seam() -> None:
     page = _columnar.RawPage(body[:-3], 0, 8, metadata, 5, {}, metadata)
     schema = FrameSchema.from_metadata(page.column_names, page.column_types, "numpy_nullable")
     with pytest.raises(CassandraError):
-        _columnar.NativeDecoder().decode(page, schema)
+        _columnar.NativeDecoder(ColumnwiseDecoder()).decode(page, schema)
 
 
 def test_corrupted_pages_never_crash() -> None:
