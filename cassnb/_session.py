@@ -294,7 +294,10 @@ class AsyncSession:
         )
         options = _timeout_options(timeout)
         try:
-            response_future = self._session.execute_async(statement, **options)
+            # Pages stay raw until read, so that frames can decode them column by column.
+            from cassnb._columnar import start_request
+
+            response_future = start_request(self._session, statement, **options)
         except Exception as exc:
             raise _translated(exc) from exc
         stream = AsyncStreamingResultSet(response_future, config=config, session=self)
