@@ -82,6 +82,26 @@ async def run_blocking(
         raise
 
 
+async def run_shutdown(fn: Callable[[], object], *, wait: float) -> None:
+    """Run a driver shutdown on a worker thread, waiting for it at most ``wait`` seconds.
+
+    A shutdown is quick unless the driver is busy with a node that does not answer (a
+    reconnection attempt runs to its connect timeout); past ``wait`` it finishes on its
+    own while the caller moves on.
+    """
+    work = asyncio.ensure_future(run_blocking(fn))
+    work.add_done_callback(_retrieve)
+    done, _ = await asyncio.wait({work}, timeout=wait)
+    if work in done:
+        work.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # Nobody may be left to await a shutdown that outlived its wait.
+    if not task.cancelled():
+        task.exception()
+
+
 def start_daemon(fn: Callable[[], object]) -> None:
     """Run ``fn`` on a fresh daemon thread without waiting; skip it if none can start."""
     # At interpreter exit no thread may start; the driver's own exit hook then cleans up.

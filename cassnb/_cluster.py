@@ -22,10 +22,10 @@ from cassandra.policies import (
 )
 
 from cassnb import _registry
-from cassnb._bridge import run_blocking, start_daemon
+from cassnb._bridge import run_blocking, run_shutdown, start_daemon
 from cassnb._errors import ConfigurationError, ConnectionError, raised_by_us, translate
 from cassnb._results import row_factory
-from cassnb._session import AsyncSession
+from cassnb._session import SHUTDOWN_WAIT, AsyncSession
 
 __all__ = ["AsyncCluster"]
 
@@ -317,7 +317,7 @@ class AsyncCluster:
         """Close every session and connection of this cluster; shutting down twice is harmless."""
         _, cluster = self._mark_closed()
         if cluster is not None:
-            await run_blocking(cluster.shutdown)
+            await run_shutdown(cluster.shutdown, wait=SHUTDOWN_WAIT)
 
     async def __aenter__(self) -> AsyncCluster:
         return self

@@ -23,7 +23,7 @@ from cassandra.query import (
 )
 
 from cassnb import _registry
-from cassnb._bridge import InFlight, fetch, run_blocking, start_daemon
+from cassnb._bridge import InFlight, fetch, run_blocking, run_shutdown, start_daemon
 from cassnb._errors import (
     CassandraError,
     ConfigurationError,
@@ -47,6 +47,9 @@ Consistency: TypeAlias = "int | str | None"
 
 # What the driver's serializers raise on a value of the wrong type or out of range (a
 # number where text is expected fails on ``.encode``).
+#: How long close() waits for the driver before letting its shutdown finish on its own.
+SHUTDOWN_WAIT = 0.5
+
 _BIND_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error)
 
 
@@ -392,7 +395,7 @@ class AsyncSession:
     async def close(self) -> None:
         """Close the session's streams and connections; closing twice is harmless."""
         if self._mark_closed():
-            await run_blocking(self._session.shutdown)
+            await run_shutdown(self._session.shutdown, wait=SHUTDOWN_WAIT)
 
     async def __aenter__(self) -> AsyncSession:
         return self

@@ -23,6 +23,7 @@ from cassnb._bridge import (
     resolve,
     run_blocking,
     run_blocking_sync,
+    run_shutdown,
 )
 
 
@@ -298,3 +299,19 @@ async def test_page_feed_never_keeps_its_receiver_alive() -> None:
     future.join()
     assert feed.response_future is None
     assert future._callbacks == []
+
+
+async def test_a_slow_shutdown_is_waited_for_only_so_long() -> None:
+    finished = threading.Event()
+
+    def slow_shutdown() -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    started = time.perf_counter()
+    await run_shutdown(slow_shutdown, wait=0.05)
+    assert time.perf_counter() - started < 0.2
+    assert not finished.is_set()
+    await asyncio.to_thread(finished.wait, 2)
+    assert finished.is_set()
+    await run_shutdown(lambda: None, wait=1)
