@@ -5,7 +5,10 @@
 
 The ways:
 
-- ``read_cql``: ``await cassnb.read_cql("SELECT * FROM t", session)``.
+- ``read_cql``: ``await cassnb.read_cql("SELECT * FROM t", session)``, with the compiled
+  page decoder when it is built.
+- ``read_cql, Python decoder``: the same with ``CASSNB_NO_NATIVE=1``: the driver decodes
+  the rows and the type table's pure-Python decoder builds the columns.
 - ``pandas_factory``: the driver's usual recipe, a row factory returning
   ``pd.DataFrame(rows, columns=colnames)``, paging with ``fetch_next_page()`` and one
   ``pd.concat`` at the end.
@@ -39,7 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _frames_table import connect, ensure_table
 
-WAYS = ("read_cql", "pandas_factory", "DataFrame(list(rows))")
+WAYS = ("read_cql", "read_cql, Python decoder", "pandas_factory", "DataFrame(list(rows))")
+#: Environment for a way's process: the Python decoder is read_cql with the compiled page
+#: decoder turned off.
+_ENVIRONMENT = {"read_cql, Python decoder": {"CASSNB_NO_NATIVE": "1"}}
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -143,6 +149,7 @@ def _dataframe_of_rows(hosts: list[str], port: int, table: str, fetch_size: int)
 
 _RUNNERS = {
     "read_cql": _read_cql,
+    "read_cql, Python decoder": _read_cql,
     "pandas_factory": _pandas_factory,
     "DataFrame(list(rows))": _dataframe_of_rows,
 }
@@ -163,7 +170,8 @@ def _in_subprocess(way: str, args: argparse.Namespace, table: str) -> dict[str, 
         "--fetch-size",
         str(args.fetch_size),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    environment = {**os.environ, **_ENVIRONMENT.get(way, {})}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if done.returncode != 0:
         raise SystemExit(f"{way} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -210,13 +218,13 @@ def _report(results: dict[str, dict[str, Any]], repeat: int) -> None:
             f"peak RSS growth x{result['peak_growth'] / base['peak_growth']:.2f}   "
             f"frame x{result['deep'] / base['deep']:.2f}"
         )
-    ours = results["read_cql"]
-    print()
-    print(
-        f"read_cql CPU/row <= pandas_factory's: "
-        f"{'yes' if ours['cpu_s'] <= base['cpu_s'] else 'NO'}; "
-        f"peak RSS growth / frame = {ours['peak_growth'] / ours['deep']:.2f} (target <= 2.5)"
-    )
+    for way in ("read_cql", "read_cql, Python decoder"):
+        ours = results[way]
+        print(
+            f"{way}: CPU/row <= pandas_factory's: "
+            f"{'yes' if ours['cpu_s'] <= base['cpu_s'] else 'NO'}; peak RSS growth / frame = "
+            f"{ours['peak_growth'] / ours['deep']:.2f} (target <= 2.5)"
+        )
     print()
     for way, result in results.items():
         print(f"dtypes, {way}: {', '.join(result['dtypes'])}")

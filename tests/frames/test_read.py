@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import sys
 import tracemalloc
@@ -228,6 +229,35 @@ async def test_a_failing_decoder_closes_the_stream(
     with pytest.raises(RuntimeError, match="decoder failed"):
         await read_cql("SELECT p, c, v FROM wide WHERE p = 1", session, fetch_size=10)
     assert _registry.open_counts().streams == before
+    assert gc.get_freeze_count() == 0
+
+
+async def test_kept_objects_are_hidden_from_the_collector_during_a_read(
+    session: Any, wide: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoded pages are frozen for the GC while reading, and given back at the end."""
+    frozen_while_decoding: list[int] = []
+
+    class Watching:
+        def decode(self, rows: Sequence[Sequence[Any]], schema: FrameSchema) -> list[Column]:
+            frozen_while_decoding.append(gc.get_freeze_count())
+            return _frames.ColumnwiseDecoder().decode(rows, schema)
+
+    monkeypatch.setattr(_frames, "page_decoder", Watching())
+    assert gc.get_freeze_count() == 0
+    await read_cql("SELECT p, c, v FROM wide WHERE p = 1", session, fetch_size=50)
+    assert frozen_while_decoding[0] == 0
+    assert all(count > 0 for count in frozen_while_decoding[1:])
+    assert gc.get_freeze_count() == 0
+
+    # Objects someone else froze stay frozen (some may be freed), and nothing is added.
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        await read_cql("SELECT p, c, v FROM wide WHERE p = 1", session, fetch_size=50)
+        assert 0.9 * before < gc.get_freeze_count() <= before
+    finally:
+        gc.unfreeze()
 
 
 async def test_cancelling_read_cql_closes_the_stream(session: Any, wide: int) -> None:
