@@ -194,12 +194,12 @@ def main() -> None:
         f"best of {options.rounds} rounds"
     )
     for name, rate in rates.items():
-        print(f"  {name:<40} {rate:>9,.0f} requests/s")
+        print(f"  {name:<46} {rate:>9,.0f} requests/s")
     ours = rates["cassnb (gather + semaphore)"]
     driver = {name: rate for name, rate in rates.items() if name.startswith("driver")}
     for name, rate in driver.items():
-        print(f"  {'cassnb / ' + name:<40} {ours / rate:>9.2f}x")
-    print(f"  {'cassnb / best driver path':<40} {ours / max(driver.values()):>9.2f}x")
+        print(f"  {'cassnb / ' + name:<46} {ours / rate:>9.2f}x")
+    print(f"  {'cassnb / best driver path':<46} {ours / max(driver.values()):>9.2f}x")
 
 
 if __name__ == "__main__":
