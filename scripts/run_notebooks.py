@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,9 @@ def execute(notebook: Path, out_dir: Path, timeout: int, *, save: bool) -> Path:
     )
     client.execute()
     if save:
+        # One stream output per name, with progress bars' carriage returns resolved, so
+        # the saved notebook holds what a reader saw rather than every redraw.
+        document, _ = CoalesceStreamsPreprocessor().preprocess(document, {})
         nbformat.write(document, notebook)
     html, _ = HTMLExporter().from_notebook_node(document)
     target = out_dir / notebook.with_suffix(".html").name
