@@ -14,14 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: a local Cassandra node, the sample data, the notebooks executed.
-demo: install start
-	$(PY) -m cassnb.local status
+NBVAL := --nbval --nbval-sanitize-with notebooks/sanitize.cfg
 
-## Every test suite against real nodes (started here when not already running).
+## The main job: a local Cassandra node, the sample data, the notebooks executed to HTML.
+## The node keeps running afterwards, for JupyterLab; `make stop` ends it.
+demo: install start
+	$(PY) scripts/run_notebooks.py --out build/notebooks
+
+## Every test suite and notebook against real nodes (started here when not already running):
+## first everything that needs single nodes, then the three-node suites on their own.
 test: install
-	$(PY) -m pytest -m "not cluster3"
-	$(PY) -m pytest -m cluster3
+	$(PY) scripts/with_node.py $(PY) -m pytest -m "not cluster3" $(NBVAL) tests notebooks
+	$(PY) -m pytest -m cluster3 tests
 
 lint: install
 	$(PY) -m ruff check .
