@@ -714,8 +714,14 @@ def start(
                 f"`python -m cassnb.local stop{_name_flag(name)}`"
             )
         if existing.running:
-            _say(f"cluster {name!r} is already running ({existing.options.describe()})")
-            return status(name) or existing, False
+            current = status(name) or existing
+            if any(node.version is None for node in current.nodes):
+                # Another process launched it a moment ago: reuse it once it answers.
+                _say(f"cluster {name!r} is still starting; waiting until it answers")
+                _wait_ready(current, [], time.monotonic(), timeout)
+            else:
+                _say(f"cluster {name!r} is already running ({existing.options.describe()})")
+            return current, False
         _say(f"cluster {name!r} is partly running; starting its missing nodes")
 
     java = _java()
