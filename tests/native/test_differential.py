@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import math
 import uuid
-from decimal import Decimal
 from typing import Any
 
 import hypothesis.strategies as st
 import pandas as pd
 import pytest
-from _native_pages import VALUES, assert_same_columns, same_value
-from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.query import UNSET_VALUE
-from cassandra.util import Date, Duration, Time
-from conftest import TYPED_COLUMNS, DecodeSpy, Remote, python_path
+from _native_pages import VALUES, same_value
+from conftest import (
+    ROWS,
+    TYPED_COLUMNS,
+    DecodeSpy,
+    Remote,
+    assert_same_frames,
+    insert_rows,
+    python_path,
+)
 from hypothesis import HealthCheck, given, settings
 
 from cassnb import _columnar
@@ -36,116 +39,6 @@ pytestmark = pytest.mark.skipif(
 BACKENDS = ["numpy_nullable", "pyarrow"]
 NAMES = [name for name, _ in TYPED_COLUMNS]
 UTC = dt.UTC
-
-#: Reference rows of partition 0 by clustering key; a column left out is NULL.
-ROWS: dict[int, dict[str, Any]] = {
-    0: {},
-    1: {
-        "c_ascii": "plain ascii",
-        "c_text": "héllo wörld ✓",
-        "c_varchar": "varchar",
-        "c_tinyint": -128,
-        "c_smallint": 32767,
-        "c_int": -(2**31),
-        "c_bigint": 2**63 - 1,
-        "c_varint": 2**100 + 7,
-        "c_float": 1.5,
-        "c_double": 0.1,
-        "c_decimal": Decimal("-123456789.123456789123456789"),
-        "c_boolean": True,
-        "c_timestamp": dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
-        "c_date": dt.date(1900, 1, 1),
-        "c_time": Time(86_399_999_999_999),
-        "c_duration": Duration(1, 2, 3),
-        "c_uuid": uuid.UUID("3b241101-e2bb-4255-8caf-4136c566a962"),
-        "c_timeuuid": uuid.UUID("5d6a8a60-8b1d-11ee-b9d1-0242ac120002"),
-        "c_inet": "192.168.0.1",
-        "c_blob": b"\x00\x01\xfe\xff",
-        "c_list": [3, 1, 2],
-        "c_set": {"b", "a"},
-        "c_map": {"x": 1, "y": -(2**63)},
-        "c_tuple": (1, "a", dt.datetime(2001, 2, 3, tzinfo=UTC)),
-        "c_frozen": {"a": [1, 2], "b": []},
-        "c_nested": [{dt.date(2020, 1, 1), dt.date(1960, 6, 15)}],
-        "c_udt": (7, "Main", ["a", "b"]),
-        "c_vector": [1.5, -2.0, 3.25],
-    },
-    2: {
-        "c_ascii": "",
-        "c_text": "",
-        "c_varchar": "",
-        "c_tinyint": 0,
-        "c_smallint": -1,
-        "c_int": 0,
-        "c_bigint": -(2**63),
-        "c_varint": -(2**80),
-        "c_float": math.nan,
-        "c_double": -math.inf,
-        "c_decimal": Decimal("0"),
-        "c_boolean": False,
-        "c_timestamp": dt.datetime(1970, 1, 1, tzinfo=UTC),
-        "c_date": dt.date(1970, 1, 1),
-        "c_time": Time(0),
-        "c_duration": Duration(-1, -2, -3),
-        "c_uuid": uuid.UUID(int=0),
-        "c_timeuuid": uuid.UUID("00000000-0000-1000-8000-000000000000"),
-        "c_inet": "2001:db8::ff00:42:8329",
-        "c_blob": b"",
-        "c_list": [],
-        "c_set": set(),
-        "c_map": {},
-        "c_tuple": (None, None, None),
-        "c_frozen": {},
-        "c_nested": [set()],
-        "c_udt": (None, "", None),
-        "c_vector": [0.0, math.nan, -0.0],
-    },
-    3: {
-        "c_timestamp": dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
-        "c_date": Date(2**31 - 1),
-        "c_float": math.inf,
-        "c_double": 5e-324,
-    },
-    4: {
-        "c_timestamp": dt.datetime(1, 1, 1, tzinfo=UTC),
-        "c_date": Date(-(2**31)),
-        "c_uuid": uuid.UUID(int=2**128 - 1),
-    },
-}
-
-#: Partitions for generated tables start here; each example writes a fresh one.
-_PARTITIONS = itertools.count(1000)
-
-
-def _insert(driver: Any, partition: int, rows: list[dict[str, Any]]) -> None:
-    insert = driver.prepare(
-        f"INSERT INTO types (p, k, {', '.join(NAMES)}) "
-        f"VALUES (?, ?, {', '.join('?' for _ in NAMES)})"
-    )
-    values = [
-        (partition, key, *(row.get(name, UNSET_VALUE) for name in NAMES))
-        for key, row in enumerate(rows)
-    ]
-    for ok, result in execute_concurrent_with_args(driver, insert, values, concurrency=32):
-        assert ok, result
-
-
-@pytest.fixture(scope="module")
-def reference(driver: Any) -> None:
-    """The reference rows in partition 0 (the table is emptied first)."""
-    driver.execute("TRUNCATE types", timeout=60)
-    _insert(driver, 0, [ROWS[key] for key in sorted(ROWS)])
-
-
-def assert_same_frames(native: pd.DataFrame, python: pd.DataFrame) -> None:
-    """Equal column names, index, values and dtypes."""
-    assert list(native.columns) == list(python.columns)
-    pd.testing.assert_index_equal(native.index, python.index)
-    assert list(native.dtypes) == list(python.dtypes)
-    assert_same_columns(
-        [native.iloc[:, i].array for i in range(native.shape[1])],
-        [python.iloc[:, i].array for i in range(python.shape[1])],
-    )
 
 
 def read_both(remote: Remote, query: str, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -217,6 +110,9 @@ def test_counters(remote: Remote, driver: Any) -> None:
 
 # --- generated tables ------------------------------------------------------------------
 
+#: Partitions for generated tables start here; each example writes a fresh one.
+_PARTITIONS = itertools.count(1000)
+
 _STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     **{name: VALUES[cql] for name, cql in TYPED_COLUMNS if cql in VALUES},
     "c_timestamp": st.integers(-62_135_596_800_000, 253_402_300_799_999).map(
@@ -274,7 +170,7 @@ def test_generated_tables(
     """Generated tables read equal both ways, across page boundaries and one-row pages."""
     columns, rows = table
     partition = next(_PARTITIONS)
-    _insert(driver, partition, rows)
+    insert_rows(driver, partition, rows)
     fetch_size = data.draw(st.sampled_from([1, 2, 3, 7, len(rows), len(rows) + 1, 5000]))
     max_rows = data.draw(st.none() | st.integers(0, len(rows)))
     prepared = data.draw(st.booleans())
