@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cassandra import OperationTimedOut, ReadTimeout
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import RoundRobinPolicy
@@ -131,8 +132,14 @@ def driver_cluster(contact_points: list[str], port: int, policy: Any = None) -> 
 
 
 def count(session: Session, keyspace: str, table: str) -> int:
-    """Count a table's rows."""
-    return int(session.execute(f"SELECT count(*) FROM {keyspace}.{table}").one()[0])
+    """Count a table's rows, trying again if nodes just started are too slow to answer."""
+    for attempt in range(3):
+        try:
+            return int(session.execute(f"SELECT count(*) FROM {keyspace}.{table}").one()[0])
+        except (ReadTimeout, OperationTimedOut):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _fill(session: Session, cql: str, rows: Iterable[tuple[Any, ...]]) -> None:
