@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from cassnb._cluster import AsyncCluster
+    from cassnb._dask import to_dask
     from cassnb._errors import (
         AuthenticationError,
         CassandraError,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from cassnb._frames import read_cql, write_frame
     from cassnb._registry import get_default_session, set_default_session
     from cassnb._results import AsyncResultSet, Row
+    from cassnb._scan import read_table
     from cassnb._session import AsyncSession
     from cassnb._stream import AsyncStreamingResultSet, StreamConfig
 
@@ -44,7 +46,9 @@ __all__ = [
     "__version__",
     "get_default_session",
     "read_cql",
+    "read_table",
     "set_default_session",
+    "to_dask",
     "write_frame",
 ]
 
@@ -63,7 +67,9 @@ _HOMES = {
     "StreamConfig": "cassnb._stream",
     "get_default_session": "cassnb._registry",
     "read_cql": "cassnb._frames",
+    "read_table": "cassnb._scan",
     "set_default_session": "cassnb._registry",
+    "to_dask": "cassnb._dask",
     "write_frame": "cassnb._frames",
 }
 
