@@ -511,9 +511,13 @@ def _arrow_varlen(d: _Decoded, arrow_type: Any) -> Any:
 
 def _driver_values(d: _Decoded) -> Column:
     assert d.buffers is not None
-    rows = _driver_rows(
-        d.buffers[0], 0, d.page.protocol_version, d.page._user_type_map, [d.metadata]
-    )
+    try:
+        rows = _driver_rows(
+            d.buffers[0], 0, d.page.protocol_version, d.page._user_type_map, [d.metadata]
+        )
+    except Exception as exc:
+        # The driver's deserializers fail in many ways on bytes that are not their type.
+        raise ValueError(f"column {d.metadata[2]!r}: {exc}") from exc
     return d.codec.to_array([row[0] for row in rows])
 
 

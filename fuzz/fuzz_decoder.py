@@ -1,0 +1,132 @@
+"""Fuzz the compiled page decoder: any bytes give columns or a clean error, never a crash.
+
+    python fuzz/fuzz_decoder.py -runs=20000            # a bounded run, as CI runs it
+    python fuzz/fuzz_decoder.py -max_total_time=600    # longer, by hand
+
+Each input picks column kinds (or CQL types), a row limit, and either raw bytes or a
+page assembled from lengths and bytes taken from the input, so that most inputs get past
+the row count into the cells. Two targets are exercised per input: scan()/fill() with any
+kinds, and decode_page() with a schema of CQL types in both dtype backends. The only
+exceptions allowed are ValueError (the decoder's, pyarrow's) and cassnb errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import sys
+from typing import Any
+
+import atheris
+import numpy  # noqa: F401  (imported before instrumenting: only cassnb is instrumented)
+import pandas  # noqa: F401
+import pyarrow  # noqa: F401
+from cassandra import cqltypes
+
+with atheris.instrument_imports(include=["cassnb"]):
+    from cassnb import _columnar
+    from cassnb._errors import CassandraError
+    from cassnb._types import FrameSchema
+
+native = _columnar._native
+if native is None:
+    sys.exit("the compiled decoder is not built: pip install -e . first")
+
+KINDS = list(range(native.K_RAW + 1))
+TYPES: list[type[Any]] = [
+    cqltypes.ByteType,
+    cqltypes.ShortType,
+    cqltypes.Int32Type,
+    cqltypes.LongType,
+    cqltypes.FloatType,
+    cqltypes.DoubleType,
+    cqltypes.BooleanType,
+    cqltypes.UTF8Type,
+    cqltypes.AsciiType,
+    cqltypes.BytesType,
+    cqltypes.DateType,
+    cqltypes.SimpleDateType,
+    cqltypes.TimeType,
+    cqltypes.UUIDType,
+    cqltypes.TimeUUIDType,
+    cqltypes.IntegerType,
+    cqltypes.DecimalType,
+    cqltypes.InetAddressType,
+    cqltypes.DurationType,
+    cqltypes.ListType.apply_parameters([cqltypes.Int32Type]),
+    cqltypes.MapType.apply_parameters([cqltypes.UTF8Type, cqltypes.LongType]),
+    cqltypes.TupleType.apply_parameters([cqltypes.Int32Type, cqltypes.UTF8Type]),
+]
+CELL_LENGTHS = [-1, -2, 0, 1, 2, 3, 4, 8, 15, 16, 17, 36, 2**31 - 1, -(2**31)]
+
+
+class _Plan:
+    def __init__(self, kind: int, wide: bool) -> None:
+        self.kind = kind
+        self.wide = wide
+
+
+def _page(fdp: atheris.FuzzedDataProvider, columns: int) -> bytes:
+    """Bytes that start like a page: a row count, then cells whose lengths mostly fit."""
+    if fdp.ConsumeBool():
+        return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512))
+    rows = fdp.ConsumeIntInRange(0, 6)
+    out = [struct.pack(">i", rows if fdp.ConsumeIntInRange(0, 9) else fdp.ConsumeInt(4))]
+    for _ in range(rows * columns):
+        if fdp.ConsumeIntInRange(0, 5) == 0:
+            length = fdp.PickValueInList(CELL_LENGTHS)
+            data = fdp.ConsumeBytes(max(0, min(length, 64)))
+        else:
+            data = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 20))
+            length = len(data)
+        out.append(struct.pack(">i", length) + data)
+    if fdp.ConsumeBool():
+        out.append(fdp.ConsumeBytes(8))
+    return b"".join(out)
+
+
+def _scan_and_fill(body: bytes, kinds: bytes, limit: int) -> None:
+    rows, _, sizes, _ = native.scan(body, 0, kinds, limit)
+    outs = [
+        _columnar._allocate(_Plan(kind, wide=bool(i % 2)), rows, sizes[i])  # type: ignore[arg-type]
+        for i, kind in enumerate(kinds)
+    ]
+    native.fill(body, 0, kinds, rows, outs)
+
+
+def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str) -> None:
+    metadata = [("ks", "tbl", f"c{i}", t) for i, t in enumerate(types)]
+    try:
+        page = _columnar.RawPage(body, 0, 0, metadata, 5, {}, metadata)
+    except CassandraError:
+        return
+    if limit >= 0:
+        page = page[:limit]  # type: ignore[assignment]
+    schema = FrameSchema.from_metadata(page.column_names, page.column_types, backend)  # type: ignore[arg-type]
+    columns = _columnar.decode_page(page, schema)
+    assert all(len(column) == len(page) for column in columns)
+
+
+def test_one_input(data: bytes) -> None:
+    """Decode one input both ways; anything but a clean error is a finding."""
+    fdp = atheris.FuzzedDataProvider(data)
+    columns = fdp.ConsumeIntInRange(0, 6)
+    kinds = bytes(fdp.PickValueInList(KINDS) for _ in range(columns))
+    types = [fdp.PickValueInList(TYPES) for _ in range(columns)]
+    limit = fdp.ConsumeIntInRange(-1, 8)
+    backend = "pyarrow" if fdp.ConsumeBool() else "numpy_nullable"
+    body = _page(fdp, columns)
+    with contextlib.suppress(ValueError):
+        _scan_and_fill(body, kinds, limit)
+    with contextlib.suppress(ValueError, CassandraError):
+        _decode(body, types, limit, backend)
+
+
+def main() -> None:
+    """Run libFuzzer over test_one_input with the command line's options."""
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
