@@ -49,7 +49,9 @@ _RESUMABLE = (
     cassandra.Unavailable,
     cassandra.OperationTimedOut,
 )
-_RESUMES_PER_PAGE = 2
+# The nodes convict a crashed replica in some 10 to 20 s, while each attempt may wait out
+# the server's 10 s range read timeout first: three more tries see a page through that.
+_RESUMES_PER_PAGE = 3
 
 logger = logging.getLogger("cassnb")
 

@@ -126,17 +126,18 @@ async def test_a_resumed_request_that_fails_again_resumes_from_the_same_page() -
     assert session.resumed_from == [b"after-1", b"after-1"]
 
 
-async def test_each_page_gets_two_more_tries_and_then_the_error() -> None:
+async def test_each_page_gets_three_more_tries_and_then_the_error() -> None:
     timed_out = cassandra.OperationTimedOut("client-side timeout")
     session = FakeSession(
         [([1], b"after-1"), _read_timeout()],
-        [([2], b"after-2"), _read_timeout()],  # a page arrived: two more tries again
+        [([2], b"after-2"), _read_timeout()],  # a page arrived: three more tries again
+        [_read_timeout()],
         [_read_timeout()],
         [timed_out],
     )
     with pytest.raises(QueryTimeout):
         await _rows(session)
-    assert session.resumed_from == [b"after-1", b"after-2", b"after-2"]
+    assert session.resumed_from == [b"after-1", b"after-2", b"after-2", b"after-2"]
 
 
 async def test_a_refused_request_is_not_asked_again() -> None:
