@@ -32,6 +32,7 @@ class FakeFuture:
         self._col_names = ["a"]
         self._col_types: list[Any] = []
         self._warnings = None
+        self._timer = None
         # As in the driver: the request's message carries the paging state it was sent
         # with; ``_paging_state`` is the one the last page that arrived carried.
         self.message = SimpleNamespace(paging_state=paging_state)
@@ -97,7 +98,9 @@ def _read_timeout() -> cassandra.ReadTimeout:
 async def _rows(session: FakeSession) -> list[int]:
     stream = AsyncStreamingResultSet(session.first(), config=StreamConfig(prefetch=0))
     async with stream:
-        return [row async for row in stream]  # type: ignore[misc]
+        # A page that never comes would otherwise hang the test instead of failing it.
+        async with asyncio.timeout(5):
+            return [row async for row in stream]  # type: ignore[misc]
 
 
 async def test_a_timed_out_page_is_asked_again_from_the_last_paging_state() -> None:
