@@ -145,7 +145,12 @@ def _release_timer(response_future: Any) -> None:
     # A finished request keeps its cancelled timer, whose callback points back at the
     # future: a cycle only the garbage collector reclaims, for every request. The stale
     # timer would also stop the next page's request from starting a timer of its own.
+    timer = getattr(response_future, "_timer", None)
     response_future._timer = None
+    if timer is not None and getattr(timer, "canceled", False):
+        # The reactor's timer heap holds a cancelled timer until its deadline (seconds
+        # away), and with it the future and its last page; it never calls it again.
+        timer.callback = None
 
 
 def start_next_page(response_future: Any) -> None:
@@ -172,8 +177,8 @@ class _Collector:
         response_future = self.response_future
         if response_future is None:
             return
-        _release_timer(response_future)
         try:
+            _release_timer(response_future)
             if rows:
                 if self.rows is None:
                     self.rows = rows
@@ -272,8 +277,8 @@ class PageFeed:
         response_future = self.response_future
         if response_future is None:
             return
-        _release_timer(response_future)
         try:
+            _release_timer(response_future)
             page = Page(rows if rows is not None else [], response_future)
         except Exception as exc:
             self._error_arrived(exc)

@@ -27,6 +27,15 @@ from cassnb._bridge import (
 )
 
 
+class CancelledTimer:
+    """What the driver leaves on a future once its request finished."""
+
+    canceled = True
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+
 class DriverThreadFuture:
     """Answers pages from another thread; keeps callbacks across pages like the driver."""
 
@@ -41,7 +50,8 @@ class DriverThreadFuture:
         self._col_types = [int]
         self._paging_state: bytes | None = None
         self._warnings: list[str] | None = None
-        self._timer: object | None = object()
+        self.first_timer = CancelledTimer(self._on_timeout)
+        self._timer: CancelledTimer | None = self.first_timer
         self._start_time = 0.0
         self.requests = 0
         self.threads: list[threading.Thread] = []
@@ -67,6 +77,9 @@ class DriverThreadFuture:
             callbacks = list(self._callbacks)
         for callback in callbacks:
             callback(list(self._pages[index]))
+
+    def _on_timeout(self) -> None:
+        raise AssertionError("a cancelled timer is never called")
 
     @property
     def has_more_pages(self) -> bool:
@@ -114,6 +127,7 @@ async def test_fetch_collects_every_page_on_the_driver_thread(
     assert page.column_names == ["a"]
     assert future.requests == 3
     assert future._timer is None
+    assert future.first_timer.callback is None
     assert future._start_time > 0
     assert loop_errors == []
 
