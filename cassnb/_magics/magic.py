@@ -131,7 +131,7 @@ class CQLMagic(Magics, Configurable):
 
     def __init__(self, shell: Any) -> None:
         Configurable.__init__(self, config=shell.config)
-        Magics.__init__(self, shell=shell)  # type: ignore[no-untyped-call]
+        Magics.__init__(self, shell=shell)  # type: ignore[no-untyped-call,unused-ignore]
         self.connections: dict[str, Connection] = {}
         self.views = FrameViews()
         # The loop the last magic ran on: the shell's own, unless the cell could not await.
