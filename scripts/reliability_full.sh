@@ -17,8 +17,8 @@ trap 'rm -f "$CASSNB_RELIABILITY_REPORT"' EXIT
 
 started=$(date +%s)
 status=0
-"$PY" -m pytest tests/reliability -m "not cluster3" -s -q -p no:cacheprovider || status=1
-"$PY" -m pytest tests/reliability -m cluster3 -s -q -p no:cacheprovider || status=1
+"$PY" -m pytest tests/reliability -m "not cluster3" -s -q -p no:cacheprovider --tb=native || status=1
+"$PY" -m pytest tests/reliability -m cluster3 -s -q -p no:cacheprovider --tb=native || status=1
 
 "$PY" - "$CASSNB_RELIABILITY_REPORT" <<'PYTHON'
 import json

@@ -89,7 +89,9 @@ def _node_index(three_nodes: local.ClusterInfo, address: str) -> int:
 
 
 async def _coordinator(session: AsyncSession) -> str:
-    row = (await session.execute("SELECT broadcast_address FROM system.local", timeout=2)).one()
+    # Generous: the nodes are busy replaying and gossiping right after a restart.
+    query = "SELECT broadcast_address FROM system.local"
+    row = (await session.execute(query, timeout=10)).one()
     assert row is not None
     return str(row[0])
 
