@@ -45,11 +45,11 @@ Query: TypeAlias = "str | PreparedStatement | Statement"
 Parameters: TypeAlias = "Sequence[Any] | Mapping[str, Any] | None"
 Consistency: TypeAlias = "int | str | None"
 
-# What the driver's serializers raise on a value of the wrong type or out of range (a
-# number where text is expected fails on ``.encode``).
 #: How long close() waits for the driver before letting its shutdown finish on its own.
 SHUTDOWN_WAIT = 0.5
 
+# What the driver's serializers raise on a value of the wrong type or out of range (a
+# number where text is expected fails on ``.encode``).
 _BIND_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error)
 
 
