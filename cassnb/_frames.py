@@ -45,6 +45,7 @@ from cassnb._types import (
     FrameSchema,
     PageDecoder,
     cql_kind,
+    identity,
 )
 
 if TYPE_CHECKING:
@@ -405,15 +406,15 @@ def _to_driver(cqltype: Any) -> Callable[[Any], Any] | None:
             return None
         return lambda v: [inner(x) for x in v]
     if kind == "map":
-        key = _to_driver(cqltype.subtypes[0]) or _same
-        value = _to_driver(cqltype.subtypes[1]) or _same
+        key = _to_driver(cqltype.subtypes[0]) or identity
+        value = _to_driver(cqltype.subtypes[1]) or identity
         # OrderedMap, unlike dict, takes the unhashable keys a frozen collection key gives.
         return lambda v: OrderedMap(
             (key(k), None if x is None else value(x))
             for k, x in (v.items() if isinstance(v, Mapping) else v)
         )
     if kind in ("tuple", "udt"):
-        fields = [_to_driver(t) or _same for t in cqltype.subtypes]
+        fields = [_to_driver(t) or identity for t in cqltype.subtypes]
         names = list(getattr(cqltype, "fieldnames", None) or [str(i) for i in range(len(fields))])
 
         def record(v: Any) -> tuple[Any, ...]:
@@ -422,10 +423,6 @@ def _to_driver(cqltype: Any) -> Callable[[Any], Any] | None:
 
         return record
     return None
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _arrow_temporal_type(dtype: Any) -> Any:

@@ -38,6 +38,7 @@ __all__ = [
     "column_codec",
     "cql_kind",
     "cql_type_name",
+    "identity",
 ]
 
 DtypeBackend: TypeAlias = Literal["numpy_nullable", "pyarrow"]
@@ -306,8 +307,8 @@ def _arrow_map(key_type: type[Any], value_type: type[Any]) -> tuple[Any, ToArrow
     key, value = _arrow_of(key_type), _arrow_of(value_type)
     if key is None or value is None:
         return None
-    key_convert = key[1] or _same
-    value_convert = value[1] or _same
+    key_convert = key[1] or identity
+    value_convert = value[1] or identity
     return pa.map_(key[0], value[0]), lambda mapping: [
         (key_convert(k), None if v is None else value_convert(v)) for k, v in mapping.items()
     ]
@@ -320,13 +321,14 @@ def _arrow_struct(
     if any(f is None for f in fields):
         return None
     arrow_type = pa.struct([(n, f[0]) for n, f in zip(names, fields, strict=True) if f])
-    converts = [f[1] or _same for f in fields if f]
+    converts = [f[1] or identity for f in fields if f]
     return arrow_type, lambda record: tuple(
         None if v is None else c(v) for c, v in zip(converts, record, strict=False)
     )
 
 
-def _same(value: Any) -> Any:
+def identity(value: Any) -> Any:
+    """Return ``value``: the converter of values that need none."""
     return value
 
 
