@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         QueryError,
         QueryTimeout,
     )
-    from cassnb._frames import read_cql, write_frame
+    from cassnb._frames import WriteFrameError, read_cql, write_frame
     from cassnb._registry import get_default_session, set_default_session
     from cassnb._results import AsyncResultSet, Row
     from cassnb._scan import read_table
@@ -43,6 +43,7 @@ __all__ = [
     "QueryTimeout",
     "Row",
     "StreamConfig",
+    "WriteFrameError",
     "__version__",
     "get_default_session",
     "read_cql",
@@ -65,6 +66,7 @@ _HOMES = {
     "QueryTimeout": "cassnb._errors",
     "Row": "cassnb._results",
     "StreamConfig": "cassnb._stream",
+    "WriteFrameError": "cassnb._frames",
     "get_default_session": "cassnb._registry",
     "read_cql": "cassnb._frames",
     "read_table": "cassnb._scan",
