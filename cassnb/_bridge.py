@@ -21,8 +21,10 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from cassnb._results import join_pages
 
 __all__: list[str] = []
 
@@ -130,7 +132,7 @@ class Page:
 
     __slots__ = ("column_names", "column_types", "has_more", "paging_state", "rows", "warnings")
 
-    def __init__(self, rows: list[Any], response_future: Any) -> None:
+    def __init__(self, rows: Sequence[Any], response_future: Any) -> None:
         self.rows = rows
         # The driver keeps these on the future and only exposes them through its own
         # ResultSet; read here, on the driver's thread, before the next page replaces them.
@@ -165,30 +167,27 @@ def start_next_page(response_future: Any) -> None:
 class _Collector:
     """Gathers the pages of one request on the driver's thread, then wakes the loop once."""
 
-    __slots__ = ("all_pages", "future", "response_future", "rows")
+    __slots__ = ("all_pages", "future", "pages", "response_future")
 
     def __init__(self, future: asyncio.Future[Page], response_future: Any, all_pages: bool) -> None:
         self.future = future
         self.response_future: Any = response_future
         self.all_pages = all_pages
-        self.rows: list[Any] | None = None
+        self.pages: list[Sequence[Any]] = []
 
-    def on_rows(self, rows: list[Any] | None) -> None:
+    def on_rows(self, rows: Sequence[Any] | None) -> None:
         response_future = self.response_future
         if response_future is None:
             return
         try:
             _release_timer(response_future)
             if rows:
-                if self.rows is None:
-                    self.rows = rows
-                else:
-                    self.rows.extend(rows)
+                self.pages.append(rows)
             if self.all_pages and response_future.has_more_pages:
                 if self.response_future is not None:
                     start_next_page(response_future)
                 return
-            page = Page(self.rows if self.rows is not None else [], response_future)
+            page = Page(join_pages(self.pages) if self.pages else [], response_future)
             self.response_future = None
             resolve(self.future, page)
         except Exception as exc:
@@ -273,7 +272,7 @@ class PageFeed:
         self.response_future: Any = response_future
         response_future.add_callbacks(self._rows_arrived, self._error_arrived)
 
-    def _rows_arrived(self, rows: list[Any] | None) -> None:
+    def _rows_arrived(self, rows: Sequence[Any] | None) -> None:
         response_future = self.response_future
         if response_future is None:
             return

@@ -85,10 +85,75 @@ def row_class(fields: tuple[str, ...]) -> type[Row]:
     return type("Row", (Row,), namespace)
 
 
-def row_factory(column_names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Row]:
-    """Build Rows from the driver's decoded rows; installed as the driver's row factory."""
-    make = row_class(tuple(column_names))
-    return list(map(make, rows))
+class Rows(Sequence[Row]):
+    """One page of rows as the driver decoded them (plain tuples); a Row is made when read.
+
+    Plain tuples of plain values are dropped from the garbage collector's watch after its
+    first pass, while Row objects never are: built only when read, and usually dropped
+    soon after, rows streamed by the hundred thousand do not trigger full collections
+    (which stop every thread, the loop's included, for as long as the heap is big).
+    """
+
+    __slots__ = ("_make", "_raw")
+
+    def __init__(self, raw: list[tuple[Any, ...]], make: type[Row]) -> None:
+        self._raw = raw
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[Row]:
+        return map(self._make, self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        if isinstance(index, slice):
+            return list(map(self._make, self._raw[index]))
+        return self._make(self._raw[index])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Rows, list, tuple)):
+            return len(self) == len(other) and all(
+                a == b for a, b in zip(self, other, strict=False)
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_rows, (self._make._fields, self._raw))
+
+    def __repr__(self) -> str:
+        return f"<Rows {len(self._raw)} rows of {', '.join(self._make._fields)}>"
+
+
+def _rebuild_rows(fields: tuple[str, ...], raw: list[tuple[Any, ...]]) -> Rows:
+    return Rows(raw, row_class(fields))
+
+
+def row_factory(column_names: Sequence[str], rows: list[tuple[Any, ...]]) -> Rows:
+    """Wrap the driver's decoded rows; installed as the driver's row factory."""
+    return Rows(rows, row_class(tuple(column_names)))
+
+
+def join_pages(pages: list[Sequence[Row]]) -> Sequence[Row]:
+    """Return the rows of several pages as one sequence."""
+    if len(pages) == 1:
+        return pages[0]
+    if all(isinstance(page, Rows) for page in pages):
+        first = pages[0]
+        assert isinstance(first, Rows)
+        raw: list[tuple[Any, ...]] = []
+        for page in pages:
+            raw.extend(page._raw)  # type: ignore[attr-defined]
+        return Rows(raw, first._make)
+    return [row for page in pages for row in page]
 
 
 class AsyncResultSet:
@@ -98,7 +163,7 @@ class AsyncResultSet:
 
     def __init__(
         self,
-        rows: list[Row],
+        rows: Sequence[Row],
         *,
         column_names: list[str] | None = None,
         column_types: list[Any] | None = None,
@@ -131,6 +196,8 @@ class AsyncResultSet:
     def __getitem__(self, index: slice) -> list[Row]: ...
 
     def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        if isinstance(index, slice):
+            return list(self._rows[index])
         return self._rows[index]
 
     def one(self) -> Row | None:

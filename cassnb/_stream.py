@@ -21,7 +21,7 @@ import cassandra
 from cassnb import _registry
 from cassnb._bridge import Page, PageFeed, post, run_blocking
 from cassnb._errors import ConfigurationError, ConnectionError, QueryTimeout, translate
-from cassnb._results import Row
+from cassnb._results import Row, Rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -314,7 +314,7 @@ class AsyncStreamingResultSet:
 
     async def _decoded(self, page: Sequence[Row]) -> Sequence[Row]:
         """Return the page's rows, decoding a page still in wire form off the loop."""
-        if isinstance(page, list) or len(page) < _DECODE_ON_LOOP_BELOW:
+        if isinstance(page, (list, Rows)) or len(page) < _DECODE_ON_LOOP_BELOW:
             return page
         # A page kept as the server sent it decodes when first read; a big one would hold
         # the loop for as long, so it is decoded on a worker thread.

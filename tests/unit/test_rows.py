@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from cassnb._results import AsyncResultSet, Row, row_class, row_factory
+from cassnb._results import AsyncResultSet, Row, Rows, join_pages, row_class, row_factory
 
 
 def test_one_class_per_tuple_of_column_names() -> None:
@@ -53,3 +53,37 @@ def test_result_set_of_nothing() -> None:
     assert "0 rows" in repr(empty)
     with pytest.raises(IndexError):
         empty[0]
+
+
+def test_a_page_makes_its_rows_when_read() -> None:
+    raw = [(1, "a"), (2, "b"), (3, "c")]
+    page = row_factory(["n", "s"], raw)
+    assert isinstance(page, Rows)
+    assert len(page) == 3
+    assert page[0].s == "a"
+    assert page[-1] == (3, "c")
+    assert page[1:] == [(2, "b"), (3, "c")]
+    assert [row.n for row in page] == [1, 2, 3]
+    assert page == raw
+    assert all(type(row) is row_class(("n", "s")) for row in page)
+    assert pickle.loads(pickle.dumps(page)) == page
+    assert "3 rows of n, s" in repr(page)
+
+
+def test_pages_join_into_one_sequence() -> None:
+    first = row_factory(["n"], [(1,), (2,)])
+    second = row_factory(["n"], [(3,)])
+    joined = join_pages([first, second])
+    assert isinstance(joined, Rows)
+    assert [row.n for row in joined] == [1, 2, 3]
+    assert join_pages([first]) is first
+    assert join_pages([first, [(9,)]]) == [(1,), (2,), (9,)]
+
+
+def test_a_result_set_over_a_lazy_page() -> None:
+    result = AsyncResultSet(row_factory(["n"], [(1,), (2,)]), column_names=["n"])
+    first = result.one()
+    assert first is not None
+    assert first.n == 1
+    assert [row.n for row in result.all()] == [1, 2]
+    assert result[1:] == [(2,)]
