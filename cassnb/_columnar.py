@@ -23,9 +23,10 @@ import io
 import logging
 import os
 import struct
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias, overload
 
 from cassandra.cluster import _NOT_SET, EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.protocol import RESULT_KIND_ROWS, ProtocolHandler, ResultMessage
@@ -49,7 +50,7 @@ __all__ = [
 
 log = logging.getLogger("cassnb")
 
-_ABI: Final = 1
+_ABI: Final = 2
 
 
 def _load_native() -> ModuleType | None:
@@ -290,11 +291,13 @@ class _KeepRaw:
     From then on, each page is decoded into rows when it arrives, as without this module.
     """
 
-    __slots__ = ("row_factory", "rows_wanted")
+    __slots__ = ("row_factory", "rows_wanted", "slabs")
 
     def __init__(self, row_factory: Callable[[list[str], list[Any]], Any]) -> None:
         self.row_factory = row_factory
         self.rows_wanted = False
+        #: Where the request's pages take their column buffers, by column position.
+        self.slabs: dict[int, _Slab] = {}
 
     def __call__(self, column_names: list[str], rows: Any) -> Any:
         if not isinstance(rows, RawPage):
@@ -327,20 +330,8 @@ def start_request(session: Session, statement: Any, *, timeout: Any = _NOT_SET) 
 # --- columns -----------------------------------------------------------------------------
 
 
-class _Plan:
-    """How one result column is decoded: the C kind and what builds its array."""
-
-    __slots__ = ("build", "kind", "wide")
-
-    def __init__(self, kind: int, build: Callable[[_Decoded], Column], wide: bool) -> None:
-        self.kind = kind
-        self.build = build
-        # Variable-length data with int64 offsets (Arrow's large types).
-        self.wide = wide
-
-
 class _Decoded:
-    """One column's output of the C decoder, and what its builder needs to know."""
+    """One column of a decoded page: the C decoder's output and what its builder needs."""
 
     __slots__ = ("buffers", "codec", "metadata", "nulls", "objects", "page", "rows")
 
@@ -363,11 +354,150 @@ class _Decoded:
         self.page = page
 
 
-def _plans() -> tuple[
-    dict[str, tuple[Any, int, Callable[[_Decoded], Column]]],
-    dict[str, tuple[Any, int, Callable[[_Decoded], Column]]],
-]:
-    """Return, per CQL kind, (dtype, C kind, builder) for each dtype backend."""
+Build: TypeAlias = "Callable[[_Decoded], Column]"
+
+
+class _Plan:
+    """How one result column is decoded: the C kind, its buffers, what builds its array."""
+
+    __slots__ = ("build", "joined", "kind", "values", "wide")
+
+    def __init__(
+        self,
+        kind: int,
+        build: Build,
+        values: Any = None,
+        wide: bool = False,
+        joined: bool = False,
+    ) -> None:
+        self.kind = kind
+        self.build = build
+        #: numpy dtype of a fixed-width column's values (C writes their bits).
+        self.values = values
+        #: Variable-length data with int64 offsets (Arrow's large types).
+        self.wide = wide
+        #: Its pages' arrays are copied into one when a frame is joined (numpy columns).
+        self.joined = joined
+
+    def allocate(self, rows: int, size: int, slab: _Slab | None) -> tuple[Any, ...] | None:
+        """Return the output buffers fill() writes this column into."""
+        if slab is not None and self.values is not None:
+            width = self.values.itemsize
+            values = slab.take(rows * width)
+            mask = slab.take(rows)
+            if values is not None and mask is not None:
+                return values.view(self.values), mask.view(bool)
+        buffers = _buffers(self.kind, rows, size, wide=self.wide)
+        if buffers is not None and self.values is not None:
+            return buffers[0].view(self.values), buffers[1]
+        return buffers
+
+
+class _Slab:
+    """Buffers for one column's pages, cut one after another from anonymous mappings.
+
+    A frame keeps each page's arrays until it joins them into one array per column. Page
+    buffers from the C heap would stay in the process once freed (glibc keeps such
+    medium blocks), so the join would need the frame's size a second time. Buffers cut
+    from mappings give their memory back to the system when a joined column lets go of
+    its pages. A mapping is released when every array cut from it is gone.
+    """
+
+    __slots__ = ("region", "used")
+
+    def __init__(self) -> None:
+        self.region: Any = None
+        self.used = 0
+
+    def take(self, nbytes: int) -> Any:
+        """Return ``nbytes`` of fresh memory as uint8, or None to use the heap instead."""
+        # Each buffer starts on a 64-byte boundary, as numpy and Arrow like them.
+        step = (nbytes + 63) & ~63
+        region = self.region
+        if region is None or self.used + step > len(region):
+            region = _mapping(max(step, _SLAB_BYTES))
+            if region is None:
+                return None
+            self.region, self.used = region, 0
+        start = self.used
+        self.used = start + step
+        return region[start : start + nbytes]
+
+
+_SLAB_BYTES: Final = 256 * 1024
+#: Pages smaller than this stay on the heap: a mapping would cost more than it saves.
+_SLAB_MIN_ROWS: Final = 1024
+_MAPPINGS_MAX: Final = 16_384
+_mappings = [0]
+
+
+def _unmapped() -> None:
+    _mappings[0] -= 1
+
+
+def _mapping(nbytes: int) -> Any:
+    """Return an anonymous mapping of ``nbytes`` as a uint8 array, or None if none is left."""
+    import mmap
+
+    import numpy as np
+
+    # The kernel caps how many mappings a process has; stay far below it.
+    if _mappings[0] >= _MAPPINGS_MAX:
+        return None
+    try:
+        mapping = mmap.mmap(-1, nbytes)
+    except OSError:
+        return None
+    _mappings[0] += 1
+    weakref.finalize(mapping, _unmapped)
+    return np.frombuffer(mapping, np.uint8)
+
+
+def _buffers(kind: int, rows: int, size: int, *, wide: bool = False) -> tuple[Any, ...] | None:
+    """Return fill()'s output buffers for a column of a C kind: values as plain bytes."""
+    import numpy as np
+
+    width = _WIDTHS.get(kind)
+    if width is not None:
+        return np.empty(rows * width, np.uint8), np.empty(rows, np.bool_)
+    if kind in _SCANNED and kind != _RAW:
+        return (
+            np.empty(rows + 1, np.int64 if wide else np.int32),
+            np.empty(size, np.uint8),
+            np.empty(rows, np.bool_),
+        )
+    if kind == _RAW:
+        return (bytearray(size),)
+    return None
+
+
+_RAW: Final = -1 if _native is None else _native.K_RAW
+#: Bytes per value of the fixed-width kinds.
+_WIDTHS: Final[dict[int, int]] = (
+    {}
+    if _native is None
+    else {
+        _native.K_FIX1: 1,
+        _native.K_FIX2: 2,
+        _native.K_FIX4: 4,
+        _native.K_FIX8: 8,
+        _native.K_BOOL: 1,
+        _native.K_DATE: 4,
+        _native.K_UUID: 16,
+    }
+)
+#: Kinds whose buffers are sized by a scan of the page first.
+_SCANNED: Final = (
+    frozenset()
+    if _native is None
+    else frozenset(
+        {_native.K_UTF8, _native.K_ASCII, _native.K_BLOB, _native.K_UUID_TEXT, _native.K_RAW}
+    )
+)
+
+
+def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]]:
+    """Return, per CQL kind, (dtype, plan) for each dtype backend: what is decoded in C."""
     import numpy as np
     import pandas as pd
 
@@ -375,102 +505,104 @@ def _plans() -> tuple[
     assert c is not None
     nat = np.iinfo(np.int64).min
 
-    def values(d: _Decoded) -> Any:
-        assert d.buffers is not None
-        return d.buffers[0]
-
-    def mask(d: _Decoded) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        assert d.buffers is not None
-        return d.buffers[-1].view(bool)  # type: ignore[no-any-return]
-
-    def masked(array_type: Any) -> Callable[[_Decoded], Column]:
+    def masked(array_type: Any) -> Build:
         def build(d: _Decoded) -> Column:
-            return array_type(values(d), mask(d))  # type: ignore[no-any-return]
+            assert d.buffers is not None
+            return array_type(d.buffers[0], d.buffers[1])  # type: ignore[no-any-return]
 
         return build
 
-    def with_nat(d: _Decoded, ticks: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def ticks(d: _Decoded, values: np.ndarray[Any, Any], unit: str) -> np.ndarray[Any, Any]:
+        assert d.buffers is not None
         if d.nulls:
-            ticks[mask(d)] = nat
-        return ticks
+            values[d.buffers[1]] = nat
+        return values.view(unit)
 
     def timestamps(d: _Decoded) -> Column:
-        millis = with_nat(d, values(d)).view("M8[ms]")
+        assert d.buffers is not None
+        millis = ticks(d, d.buffers[0], "M8[ms]")
         return pd.DatetimeIndex(millis, copy=False).tz_localize("UTC").array
 
     def dates(d: _Decoded) -> Column:
-        seconds = values(d).astype(np.int64) * 86_400
-        return with_nat(d, seconds).view("M8[s]")
+        assert d.buffers is not None
+        return ticks(d, d.buffers[0].astype(np.int64) * 86_400, "M8[s]")
 
     def times(d: _Decoded) -> Column:
-        return with_nat(d, values(d)).view("m8[ns]")
+        assert d.buffers is not None
+        return ticks(d, d.buffers[0], "m8[ns]")
 
     def from_objects(d: _Decoded) -> Column:
         assert d.objects is not None
         return d.codec.to_array(d.objects)
 
-    storage: Literal["python", "pyarrow"] = "python" if _pa() is None else "pyarrow"
+    def fixed(kind: int, values: Any, build: Build) -> _Plan:
+        return _Plan(kind, build, values=np.dtype(values), joined=build is not _arrow_fixed)
+
+    integers = masked(pd.arrays.IntegerArray)
+    floats = masked(pd.arrays.FloatingArray)
+    pyarrow = _pa() is not None
+    storage: Literal["python", "pyarrow"] = "pyarrow" if pyarrow else "python"
     string_dtype = pd.StringDtype(storage, na_value=pd.NA)
-    text_kind = c.K_UTF8 if string_dtype.storage == "pyarrow" else c.K_UTF8_OBJ
-    ascii_kind = c.K_ASCII if string_dtype.storage == "pyarrow" else c.K_ASCII_OBJ
-    text_build = _large_strings if string_dtype.storage == "pyarrow" else from_objects
-
-    numpy_plans: dict[str, tuple[Any, int, Callable[[_Decoded], Column]]] = {
-        "tinyint": (pd.Int8Dtype(), c.K_FIX1, masked(pd.arrays.IntegerArray)),
-        "smallint": (pd.Int16Dtype(), c.K_FIX2, masked(pd.arrays.IntegerArray)),
-        "int": (pd.Int32Dtype(), c.K_FIX4, masked(pd.arrays.IntegerArray)),
-        "bigint": (pd.Int64Dtype(), c.K_FIX8, masked(pd.arrays.IntegerArray)),
-        "counter": (pd.Int64Dtype(), c.K_FIX8, masked(pd.arrays.IntegerArray)),
-        "float": (pd.Float32Dtype(), c.K_FIX4, masked(pd.arrays.FloatingArray)),
-        "double": (pd.Float64Dtype(), c.K_FIX8, masked(pd.arrays.FloatingArray)),
-        "boolean": (pd.BooleanDtype(), c.K_BOOL, masked(pd.arrays.BooleanArray)),
-        "timestamp": (pd.DatetimeTZDtype("ms", "UTC"), c.K_FIX8, timestamps),
-        "date": (np.dtype("datetime64[s]"), c.K_DATE, dates),
-        "time": (np.dtype("timedelta64[ns]"), c.K_FIX8, times),
-        "text": (string_dtype, text_kind, text_build),
-        "varchar": (string_dtype, text_kind, text_build),
-        "ascii": (string_dtype, ascii_kind, text_build),
-        "blob": (np.dtype(object), c.K_BLOB_OBJ, from_objects),
-        "uuid": (np.dtype(object), c.K_UUID_OBJ, from_objects),
-        "timeuuid": (np.dtype(object), c.K_UUID_OBJ, from_objects),
+    if pyarrow:
+        text = _Plan(c.K_UTF8, _large_strings, wide=True)
+        ascii_text = _Plan(c.K_ASCII, _large_strings, wide=True)
+    else:
+        text = _Plan(c.K_UTF8_OBJ, from_objects)
+        ascii_text = _Plan(c.K_ASCII_OBJ, from_objects)
+    objects = np.dtype(object)
+    uuids = _Plan(c.K_UUID_OBJ, from_objects)
+    numpy_plans: dict[str, tuple[Any, _Plan]] = {
+        "tinyint": (pd.Int8Dtype(), fixed(c.K_FIX1, np.int8, integers)),
+        "smallint": (pd.Int16Dtype(), fixed(c.K_FIX2, np.int16, integers)),
+        "int": (pd.Int32Dtype(), fixed(c.K_FIX4, np.int32, integers)),
+        "bigint": (pd.Int64Dtype(), fixed(c.K_FIX8, np.int64, integers)),
+        "counter": (pd.Int64Dtype(), fixed(c.K_FIX8, np.int64, integers)),
+        "float": (pd.Float32Dtype(), fixed(c.K_FIX4, np.float32, floats)),
+        "double": (pd.Float64Dtype(), fixed(c.K_FIX8, np.float64, floats)),
+        "boolean": (
+            pd.BooleanDtype(),
+            fixed(c.K_BOOL, np.bool_, masked(pd.arrays.BooleanArray)),
+        ),
+        "timestamp": (pd.DatetimeTZDtype("ms", "UTC"), fixed(c.K_FIX8, np.int64, timestamps)),
+        "date": (np.dtype("datetime64[s]"), fixed(c.K_DATE, np.int32, dates)),
+        "time": (np.dtype("timedelta64[ns]"), fixed(c.K_FIX8, np.int64, times)),
+        "text": (string_dtype, text),
+        "varchar": (string_dtype, text),
+        "ascii": (string_dtype, ascii_text),
+        "blob": (objects, _Plan(c.K_BLOB_OBJ, from_objects)),
+        "uuid": (objects, uuids),
+        "timeuuid": (objects, uuids),
     }
-    pa = _pa()
-    if pa is None:
+    if not pyarrow:
         return numpy_plans, {}
+    pa = _pa()
 
-    def arrow(d: _Decoded) -> Column:
-        arrow_type = d.codec.dtype.pyarrow_dtype
-        data = values(d)
-        if arrow_type == pa.bool_():
-            data = np.packbits(data, bitorder="little")
-        array = pa.Array.from_buffers(
-            arrow_type, d.rows, [_validity(d), pa.py_buffer(data)], null_count=d.nulls
-        )
-        return pd.arrays.ArrowExtensionArray(array)
+    def arrow(arrow_type: Any, kind: int, values: Any) -> tuple[Any, _Plan]:
+        return pd.ArrowDtype(arrow_type), fixed(kind, values, _arrow_fixed)
 
-    def arrow_varlen(d: _Decoded) -> Column:
-        return pd.arrays.ArrowExtensionArray(_arrow_varlen(d, d.codec.dtype.pyarrow_dtype))
+    def arrow_varlen(arrow_type: Any, kind: int) -> tuple[Any, _Plan]:
+        return pd.ArrowDtype(arrow_type), _Plan(kind, _arrow_strings)
 
-    arrow_plans: dict[str, tuple[Any, int, Callable[[_Decoded], Column]]] = {
-        "tinyint": (pa.int8(), c.K_FIX1, arrow),
-        "smallint": (pa.int16(), c.K_FIX2, arrow),
-        "int": (pa.int32(), c.K_FIX4, arrow),
-        "bigint": (pa.int64(), c.K_FIX8, arrow),
-        "counter": (pa.int64(), c.K_FIX8, arrow),
-        "float": (pa.float32(), c.K_FIX4, arrow),
-        "double": (pa.float64(), c.K_FIX8, arrow),
-        "boolean": (pa.bool_(), c.K_BOOL, arrow),
-        "timestamp": (pa.timestamp("ms", tz="UTC"), c.K_FIX8, arrow),
-        "date": (pa.date32(), c.K_DATE, arrow),
-        "time": (pa.time64("ns"), c.K_FIX8, arrow),
-        "text": (pa.string(), c.K_UTF8, arrow_varlen),
-        "varchar": (pa.string(), c.K_UTF8, arrow_varlen),
-        "ascii": (pa.string(), c.K_ASCII, arrow_varlen),
-        "blob": (pa.binary(), c.K_BLOB, arrow_varlen),
-        "uuid": (pa.string(), c.K_UUID_TEXT, arrow_varlen),
-        "timeuuid": (pa.string(), c.K_UUID_TEXT, arrow_varlen),
+    arrow_plans: dict[str, tuple[Any, _Plan]] = {
+        "tinyint": arrow(pa.int8(), c.K_FIX1, np.int8),
+        "smallint": arrow(pa.int16(), c.K_FIX2, np.int16),
+        "int": arrow(pa.int32(), c.K_FIX4, np.int32),
+        "bigint": arrow(pa.int64(), c.K_FIX8, np.int64),
+        "counter": arrow(pa.int64(), c.K_FIX8, np.int64),
+        "float": arrow(pa.float32(), c.K_FIX4, np.float32),
+        "double": arrow(pa.float64(), c.K_FIX8, np.float64),
+        "boolean": arrow(pa.bool_(), c.K_BOOL, np.bool_),
+        "timestamp": arrow(pa.timestamp("ms", tz="UTC"), c.K_FIX8, np.int64),
+        "date": arrow(pa.date32(), c.K_DATE, np.int32),
+        "time": arrow(pa.time64("ns"), c.K_FIX8, np.int64),
+        "text": arrow_varlen(pa.string(), c.K_UTF8),
+        "varchar": arrow_varlen(pa.string(), c.K_UTF8),
+        "ascii": arrow_varlen(pa.string(), c.K_ASCII),
+        "blob": arrow_varlen(pa.binary(), c.K_BLOB),
+        "uuid": arrow_varlen(pa.string(), c.K_UUID_TEXT),
+        "timeuuid": arrow_varlen(pa.string(), c.K_UUID_TEXT),
     }
-    return numpy_plans, {kind: (pd.ArrowDtype(t), k, b) for kind, (t, k, b) in arrow_plans.items()}
+    return numpy_plans, arrow_plans
 
 
 def _pa() -> Any:
@@ -481,20 +613,29 @@ def _pa() -> Any:
     return pyarrow
 
 
-def _large_strings(d: _Decoded) -> Column:
-    import pandas as pd
-
-    return pd.arrays.ArrowStringArray(_arrow_varlen(d, _pa().large_string()))
-
-
 def _validity(d: _Decoded) -> Any:
     if not d.nulls:
         return None
     import numpy as np
 
     assert d.buffers is not None
-    present = d.buffers[-1] == 0
-    return _pa().py_buffer(np.packbits(present, bitorder="little"))
+    return _pa().py_buffer(np.packbits(~d.buffers[-1], bitorder="little"))
+
+
+def _arrow_fixed(d: _Decoded) -> Column:
+    import numpy as np
+    import pandas as pd
+
+    assert d.buffers is not None
+    pa = _pa()
+    arrow_type = d.codec.dtype.pyarrow_dtype
+    data = d.buffers[0]
+    if arrow_type == pa.bool_():
+        data = np.packbits(data, bitorder="little")
+    array = pa.Array.from_buffers(
+        arrow_type, d.rows, [_validity(d), pa.py_buffer(data)], null_count=d.nulls
+    )
+    return pd.arrays.ArrowExtensionArray(array)
 
 
 def _arrow_varlen(d: _Decoded, arrow_type: Any) -> Any:
@@ -509,6 +650,18 @@ def _arrow_varlen(d: _Decoded, arrow_type: Any) -> Any:
     )
 
 
+def _arrow_strings(d: _Decoded) -> Column:
+    import pandas as pd
+
+    return pd.arrays.ArrowExtensionArray(_arrow_varlen(d, d.codec.dtype.pyarrow_dtype))
+
+
+def _large_strings(d: _Decoded) -> Column:
+    import pandas as pd
+
+    return pd.arrays.ArrowStringArray(_arrow_varlen(d, _pa().large_string()))
+
+
 def _driver_values(d: _Decoded) -> Column:
     assert d.buffers is not None
     try:
@@ -521,7 +674,8 @@ def _driver_values(d: _Decoded) -> Column:
     return d.codec.to_array([row[0] for row in rows])
 
 
-_PLANS: tuple[dict[str, Any], dict[str, Any]] | None = None
+_PLANS: tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]] | None = None
+_BY_DRIVER: Final = _Plan(_RAW, _driver_values)
 
 
 def _plan(cqltype: Any, codec: ColumnCodec) -> _Plan:
@@ -535,60 +689,55 @@ def _plan(cqltype: Any, codec: ColumnCodec) -> _Plan:
         _PLANS = _plans()
     numpy_plans, arrow_plans = _PLANS
     kind, unwrapped = cql_kind(cqltype)
-    table = arrow_plans if isinstance(codec.dtype, pd.ArrowDtype) else numpy_plans
-    entry = table.get(kind)
-    # A type that allows empty values to mean something other than NULL, or a dtype the
-    # type table has since changed, goes through the driver and the table's own builder.
+    entry = (arrow_plans if isinstance(codec.dtype, pd.ArrowDtype) else numpy_plans).get(kind)
+    # A type whose empty values mean something else than NULL, or a dtype the type table
+    # has since changed, goes through the driver and the type table's own builder.
     if (
-        entry is not None
-        and entry[0] == codec.dtype
-        and not getattr(unwrapped, "support_empty_values", False)
+        entry is None
+        or entry[0] != codec.dtype
+        or getattr(unwrapped, "support_empty_values", False)
     ):
-        return _Plan(entry[1], entry[2], entry[2] is _large_strings)
-    assert _native is not None
-    return _Plan(_native.K_RAW, _driver_values, False)
+        return _BY_DRIVER
+    return entry[1]
 
 
-def _allocate(plan: _Plan, rows: int, size: int) -> tuple[Any, ...] | None:
-    import numpy as np
+class _Layout:
+    """How a page's columns are decoded for one schema: kinds, and plans by position."""
 
-    c = _native
-    assert c is not None
-    kind = plan.kind
-    if kind in (c.K_FIX1, c.K_FIX2, c.K_FIX4, c.K_FIX8, c.K_DATE):
-        width = {c.K_FIX1: 1, c.K_FIX2: 2, c.K_FIX4: 4, c.K_FIX8: 8, c.K_DATE: 4}[kind]
-        return np.empty(rows, dtype=f"i{width}"), np.empty(rows, dtype=np.uint8)
-    if kind == c.K_BOOL:
-        return np.empty(rows, dtype=bool), np.empty(rows, dtype=np.uint8)
-    if kind == c.K_UUID:
-        return np.empty((rows, 16), dtype=np.uint8), np.empty(rows, dtype=np.uint8)
-    if kind in (c.K_UTF8, c.K_ASCII, c.K_BLOB, c.K_UUID_TEXT):
-        return (
-            np.empty(rows + 1, dtype=np.int64 if plan.wide else np.int32),
-            np.empty(size, dtype=np.uint8),
-            np.empty(rows, dtype=np.uint8),
-        )
-    if kind == c.K_RAW:
-        return (bytearray(size),)
-    return None
+    __slots__ = ("kinds", "plans", "scan", "schema")
+
+    def __init__(self, schema: FrameSchema, types: Sequence[Any]) -> None:
+        if schema.positions and max(schema.positions) >= len(types):
+            raise ValueError(
+                f"the page has {len(types)} columns; the frame wants column {max(schema.positions)}"
+            )
+        self.schema = schema
+        self.plans: dict[int, _Plan] = {}
+        kinds = bytearray(len(types))
+        for position, codec in zip(schema.positions, schema.codecs, strict=True):
+            if position not in self.plans:
+                plan = _plan(types[position], codec)
+                self.plans[position] = plan
+                kinds[position] = plan.kind
+        self.kinds = bytes(kinds)
+        self.scan = any(plan.kind in _SCANNED for plan in self.plans.values())
 
 
-def _reinterpret(kind: int, cqltype: Any, buffers: tuple[Any, ...] | None) -> Any:
-    """Give fixed-width values their numpy type (C wrote plain integers of that width)."""
-    import numpy as np
+#: Recent layouts by schema and column types: pages of one result share one.
+_LAYOUTS: dict[tuple[int, tuple[str, ...]], _Layout] = {}
+_MAX_LAYOUTS: Final = 64
 
-    from cassnb._types import cql_kind
 
-    c = _native
-    assert c is not None
-    if buffers is None or kind not in (c.K_FIX4, c.K_FIX8):
-        return buffers
-    name = cql_kind(cqltype)[0]
-    if name == "float":
-        return (buffers[0].view(np.float32), buffers[1])
-    if name == "double":
-        return (buffers[0].view(np.float64), buffers[1])
-    return buffers
+def _layout(schema: FrameSchema, types: Sequence[Any]) -> _Layout:
+    # A parameterized type is a new class on every page; its name says what it is.
+    key = (id(schema), tuple(t.__name__ for t in types))
+    layout = _LAYOUTS.get(key)
+    if layout is None or layout.schema is not schema:
+        layout = _Layout(schema, types)
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    return layout
 
 
 def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
@@ -597,38 +746,43 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     if c is None:
         raise RuntimeError("the native page decoder is not available")
     metadata = page.column_metadata
-    if schema.positions and max(schema.positions) >= len(metadata):
-        raise ValueError(
-            f"the page has {len(metadata)} columns; the frame wants column {max(schema.positions)}"
-        )
-    kinds = bytearray(len(metadata))
-    plans: dict[int, _Plan] = {}
-    for position, codec in zip(schema.positions, schema.codecs, strict=True):
-        if position not in plans:
-            plan = _plan(metadata[position][3], codec)
-            plans[position] = plan
-            kinds[position] = plan.kind
-    kind_bytes = bytes(kinds)
-    rows, _, sizes, nulls = c.scan(page.body, page.rows_start, kind_bytes, len(page))
-    if rows != len(page):
-        raise ValueError(f"the page holds {rows} rows, not {len(page)}")
-    buffers = {p: _allocate(plans[p], rows, sizes[p]) for p in plans}
-    outs = [buffers.get(p) for p in range(len(metadata))]
-    objects = c.fill(page.body, page.rows_start, kind_bytes, rows, outs)
+    layout = _layout(schema, [column[3] for column in metadata])
+    rows = len(page)
+    body, start = page.body, page.rows_start
+    if layout.scan:
+        scanned, _, sizes = c.scan(body, start, layout.kinds, rows)
+        if scanned != rows:
+            raise ValueError(f"the page holds {scanned} rows, not {rows}")
+    else:
+        # Every cell takes 4 bytes at least: a row count beyond that is a lie, and would
+        # allocate before fill() finds the page too short.
+        if rows * 4 * len(metadata) > len(body) - start:
+            raise ValueError(f"truncated page: {rows} rows cannot fit in its bytes")
+        sizes = None
+    plans = layout.plans
+    outs: list[tuple[Any, ...] | None] = [None] * len(metadata)
+    slabs = page.source.slabs if page.source is not None and rows >= _SLAB_MIN_ROWS else None
+    for position, plan in plans.items():
+        slab = None
+        if slabs is not None and plan.joined:
+            slab = slabs.get(position)
+            if slab is None:
+                slab = slabs[position] = _Slab()
+        outs[position] = plan.allocate(rows, 0 if sizes is None else sizes[position], slab)
+    objects, nulls = c.fill(body, start, layout.kinds, rows, outs)
     arrays: list[Column] = []
     built: set[int] = set()
     for position, codec in zip(schema.positions, schema.codecs, strict=True):
-        plan = plans[position]
         decoded = _Decoded(
             rows,
             nulls[position],
-            _reinterpret(plan.kind, metadata[position][3], buffers[position]),
+            outs[position],
             objects[position],
             codec,
             metadata[position],
             page,
         )
-        array = plan.build(decoded)
+        array = plans[position].build(decoded)
         if position in built:
             # The same result column twice: never let two frame columns share memory.
             array = array.copy()

@@ -60,12 +60,6 @@ TYPES: list[type[Any]] = [
 CELL_LENGTHS = [-1, -2, 0, 1, 2, 3, 4, 8, 15, 16, 17, 36, 2**31 - 1, -(2**31)]
 
 
-class _Plan:
-    def __init__(self, kind: int, wide: bool) -> None:
-        self.kind = kind
-        self.wide = wide
-
-
 def _page(fdp: atheris.FuzzedDataProvider, columns: int) -> bytes:
     """Bytes that start like a page: a row count, then cells whose lengths mostly fit."""
     if fdp.ConsumeBool():
@@ -86,10 +80,9 @@ def _page(fdp: atheris.FuzzedDataProvider, columns: int) -> bytes:
 
 
 def _scan_and_fill(body: bytes, kinds: bytes, limit: int) -> None:
-    rows, _, sizes, _ = native.scan(body, 0, kinds, limit)
+    rows, _, sizes = native.scan(body, 0, kinds, limit)
     outs = [
-        _columnar._allocate(_Plan(kind, wide=bool(i % 2)), rows, sizes[i])  # type: ignore[arg-type]
-        for i, kind in enumerate(kinds)
+        _columnar._buffers(kind, rows, sizes[i], wide=bool(i % 2)) for i, kind in enumerate(kinds)
     ]
     native.fill(body, 0, kinds, rows, outs)
 

@@ -18,7 +18,7 @@
 #include <string.h>
 
 /* Bumped whenever scan()/fill() change meaning, so that a stale build is not used. */
-#define COLUMNAR_ABI 1
+#define COLUMNAR_ABI 2
 
 /* What fill() makes of one column; the numbers are shared with cassnb/_columnar.py. */
 enum kind {
@@ -226,14 +226,27 @@ static Py_ssize_t read_row_count(const Py_buffer *page, Py_ssize_t offset, Py_ss
     return count;
 }
 
+static PyObject *ssize_list(const Py_ssize_t *values, Py_ssize_t n) {
+    PyObject *list = PyList_New(n);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyLong_FromSsize_t(values[i]);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
 PyDoc_STRVAR(scan_doc,
-             "scan(page, offset, kinds, limit) -> (rows, end, sizes, nulls)\n\n"
-             "Check the rows of a page and measure its columns.\n\n"
+             "scan(page, offset, kinds, limit) -> (rows, end, sizes)\n\n"
+             "Check the rows of a page and measure its variable-length columns.\n\n"
              "``page[offset:]`` starts with the row count; ``kinds`` holds one kind per "
              "column; at most ``limit`` rows are read (all when negative). ``end`` is the "
              "offset after the last row read; ``sizes[c]`` is the data bytes a variable-"
-             "length column needs, or the body size of a raw column; ``nulls[c]`` counts "
-             "its NULL cells.");
+             "length column needs, or the body size of a raw column.");
 
 static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer page;
@@ -241,13 +254,12 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     const unsigned char *kinds;
     if (!PyArg_ParseTuple(args, "y*ny#n", &page, &offset, &kinds, &ncols, &limit)) return NULL;
     PyObject *result = NULL;
-    Py_ssize_t *sizes = NULL, *nulls = NULL;
+    Py_ssize_t *sizes = NULL;
     if (check_kinds(kinds, ncols) < 0) goto done;
     Py_ssize_t rows = read_row_count(&page, offset, limit);
     if (rows < 0) goto done;
     sizes = PyMem_Calloc((size_t)ncols + 1, sizeof(Py_ssize_t));
-    nulls = PyMem_Calloc((size_t)ncols + 1, sizeof(Py_ssize_t));
-    if (sizes == NULL || nulls == NULL) {
+    if (sizes == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -258,7 +270,6 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     const Py_ssize_t len = page.len;
     Py_ssize_t pos = offset + 4;
     fault f = {P_NONE, 0, 0, 0, 0};
-    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < rows && f.what == P_NONE; r++) {
         for (Py_ssize_t c = 0; c < ncols; c++) {
             if (len - pos < 4) {
@@ -269,7 +280,6 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             pos += 4;
             unsigned char k = kinds[c];
             if (n < 0) {
-                nulls[c]++;
                 if (SHAPE[k] == S_RAW) sizes[c] += 4;
                 continue;
             }
@@ -282,14 +292,11 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             case S_OBJECT:
             case S_VARLEN:
                 if (CELL_WIDTH[k] != 0) {
-                    if (n == 0) {
-                        /* An empty value of a fixed-width type reads back as NULL. */
-                        nulls[c]++;
-                    } else if (n != CELL_WIDTH[k]) {
+                    /* An empty value of a fixed-width type reads back as NULL. */
+                    if (n != 0 && n != CELL_WIDTH[k])
                         f = (fault){P_WIDTH, r, c, pos, n};
-                    } else if (k == K_UUID_TEXT) {
+                    else if (n != 0 && k == K_UUID_TEXT)
                         sizes[c] += UUID_TEXT_LEN;
-                    }
                 } else if (SHAPE[k] == S_VARLEN) {
                     sizes[c] += n;
                 }
@@ -304,35 +311,14 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             pos += n;
         }
     }
-    Py_END_ALLOW_THREADS
     if (f.what != P_NONE) {
         raise_fault(&f);
         goto done;
     }
-    PyObject *size_list = PyList_New(ncols);
-    PyObject *null_list = PyList_New(ncols);
-    if (size_list == NULL || null_list == NULL) {
-        Py_XDECREF(size_list);
-        Py_XDECREF(null_list);
-        goto done;
-    }
-    for (Py_ssize_t c = 0; c < ncols; c++) {
-        PyObject *s = PyLong_FromSsize_t(sizes[c]);
-        PyObject *z = PyLong_FromSsize_t(nulls[c]);
-        if (s == NULL || z == NULL) {
-            Py_XDECREF(s);
-            Py_XDECREF(z);
-            Py_DECREF(size_list);
-            Py_DECREF(null_list);
-            goto done;
-        }
-        PyList_SET_ITEM(size_list, c, s);
-        PyList_SET_ITEM(null_list, c, z);
-    }
-    result = Py_BuildValue("nnNN", rows, pos, size_list, null_list);
+    PyObject *size_list = ssize_list(sizes, ncols);
+    if (size_list != NULL) result = Py_BuildValue("nnN", rows, pos, size_list);
 done:
     PyMem_Free(sizes);
-    PyMem_Free(nulls);
     PyBuffer_Release(&page);
     return result;
 }
@@ -348,6 +334,7 @@ typedef struct {
     void *offsets;         /* varlen: n + 1 offsets of 4 or 8 bytes */
     int wide_offsets;
     Py_ssize_t cursor;     /* varlen, raw: bytes written to data */
+    Py_ssize_t nulls;      /* NULL cells seen */
     PyObject *list;        /* object: the values */
 } column_out;
 
@@ -458,6 +445,7 @@ static inline int fill_cell(column_out *o, unsigned char k, const unsigned char 
         *f = (fault){P_WIDTH, r, c, at, n};
         return -1;
     }
+    o->nulls += null;
     switch (k) {
     case K_FIX1:
     case K_BOOL: {
@@ -553,7 +541,7 @@ static PyObject *object_cell(unsigned char k, const unsigned char *p, int32_t n)
     }
 }
 
-/* The row-major pass; `objects` says whether Python objects are made (GIL held). */
+/* The row-major pass over every cell of the rows asked for. */
 static int fill_rows(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
                      const unsigned char *kinds, Py_ssize_t ncols, Py_ssize_t rows,
                      column_out *outs, fault *f) {
@@ -578,6 +566,7 @@ static int fill_rows(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
                     }
                     PyObject *value = object_cell(k, buf + pos, n);
                     if (value == NULL) return -2;
+                    outs[c].nulls += value == Py_None;
                     PyList_SET_ITEM(outs[c].list, r, value);
                 } else if (fill_cell(&outs[c], k, buf + pos, n, r, c, pos, f) < 0) {
                     return -1;
@@ -590,13 +579,13 @@ static int fill_rows(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
 }
 
 PyDoc_STRVAR(fill_doc,
-             "fill(page, offset, kinds, rows, outs) -> list\n\n"
+             "fill(page, offset, kinds, rows, outs) -> (objects, nulls)\n\n"
              "Decode ``rows`` rows of a page into the columns' output buffers.\n\n"
              "``outs[c]`` is, by the column's kind: (values, mask) for fixed-width kinds; "
              "(offsets, data, mask) for variable-length kinds, offsets holding rows + 1 "
              "int32 or int64; (body,) for raw columns, sized as scan() said; None for "
-             "skipped and object columns. Returns one entry per column: the list of values "
-             "for object kinds, None otherwise.");
+             "skipped and object columns. Returns, per column, the list of values of object "
+             "kinds (None for the others) and the count of NULL cells.");
 
 static PyObject *fill(PyObject *module, PyObject *args) {
     Py_buffer page;
@@ -627,21 +616,12 @@ static PyObject *fill(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    int objects = 0;
-    for (Py_ssize_t c = 0; c < ncols; c++) {
+    for (Py_ssize_t c = 0; c < ncols; c++)
         if (open_column(&cols[c], kinds[c], outs, c, rows) < 0) goto done;
-        if (SHAPE[kinds[c]] == S_OBJECT) objects = 1;
-    }
+    /* The GIL stays held: a page takes well under a millisecond, and a thread that lets it
+       go waits up to the switch interval (5 ms) to have it back from the driver's thread. */
     fault f = {P_NONE, 0, 0, 0, 0};
-    int status;
-    if (objects) {
-        status = fill_rows(page.buf, page.len, offset + 4, kinds, ncols, rows, cols, &f);
-    } else {
-        /* Only plain buffers are written: let the driver's I/O thread read the next page. */
-        Py_BEGIN_ALLOW_THREADS
-        status = fill_rows(page.buf, page.len, offset + 4, kinds, ncols, rows, cols, &f);
-        Py_END_ALLOW_THREADS
-    }
+    int status = fill_rows(page.buf, page.len, offset + 4, kinds, ncols, rows, cols, &f);
     if (status == -1) raise_fault(&f);
     if (status != 0) goto done;
     for (Py_ssize_t c = 0; c < ncols; c++) {
@@ -651,13 +631,27 @@ static PyObject *fill(PyObject *module, PyObject *args) {
             goto done;
         }
     }
-    result = PyList_New(ncols);
-    if (result == NULL) goto done;
+    PyObject *objects = PyList_New(ncols);
+    if (objects == NULL) goto done;
     for (Py_ssize_t c = 0; c < ncols; c++) {
         PyObject *item = cols[c].list != NULL ? cols[c].list : Py_None;
         Py_INCREF(item);
-        PyList_SET_ITEM(result, c, item);
+        PyList_SET_ITEM(objects, c, item);
     }
+    Py_ssize_t *nulls = PyMem_Calloc((size_t)ncols + 1, sizeof(Py_ssize_t));
+    if (nulls == NULL) {
+        Py_DECREF(objects);
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t c = 0; c < ncols; c++) nulls[c] = cols[c].nulls;
+    PyObject *null_list = ssize_list(nulls, ncols);
+    PyMem_Free(nulls);
+    if (null_list == NULL) {
+        Py_DECREF(objects);
+        goto done;
+    }
+    result = Py_BuildValue("NN", objects, null_list);
 done:
     if (cols != NULL) {
         for (Py_ssize_t c = 0; c < ncols; c++) close_column(&cols[c]);

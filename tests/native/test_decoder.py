@@ -149,20 +149,15 @@ ALL_KINDS = [
 ] if native is not None else []  # fmt: skip
 
 
-class _Plan:
-    def __init__(self, kind: int, wide: bool) -> None:
-        self.kind = kind
-        self.wide = wide
-
-
 def decode_kinds(body: bytes, kinds: bytes, offset: int = 8, limit: int = -1) -> list[Any]:
     """Run scan and fill on ``body`` with the given kinds, allocating as decode_page does."""
-    rows, _, sizes, _ = native.scan(body, offset, kinds, limit)
+    rows, _, sizes = native.scan(body, offset, kinds, limit)
     outs = [
-        _columnar._allocate(_Plan(k, wide=i % 2 == 0), rows, sizes[i])  # type: ignore[arg-type]
-        for i, k in enumerate(kinds)
+        _columnar._buffers(kind, rows, sizes[i], wide=i % 2 == 0) for i, kind in enumerate(kinds)
     ]
-    return list(native.fill(body, offset, kinds, rows, outs))
+    objects, nulls = native.fill(body, offset, kinds, rows, outs)
+    assert len(nulls) == len(kinds)
+    return list(objects)
 
 
 def _sample_page() -> tuple[bytes, list[type[Any]]]:
