@@ -18,7 +18,7 @@ with ``CASSNB_NO_NATIVE=1`` (the driver decodes rows, the type table builds the 
 ``pd.DataFrame(rows, columns=colnames)``, paging with ``fetch_next_page()`` and one
 ``pd.concat``; ``pages only`` fetches the same pages through a cassnb stream and decodes
 nothing: what the driver's network path costs, which bounds what any decoder can save.
-All use pages of 5,000 rows.
+All use the same page size (``--fetch-size``, 5,000 as read_cql).
 
 Measured around the read only, in a process that has connected and read ten rows: client
 CPU (user + sys of the whole process, driver threads included) per row; peak RSS growth
@@ -56,7 +56,6 @@ TABLES = ("mixed", "numeric")
 #: What the native decoder must beat pandas_factory's CPU per row by, per table.
 CPU_TARGETS = {"mixed": 3.0, "numeric": 10.0}
 RSS_TARGET = 1.5
-FETCH_SIZE = 5000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 NUMERIC_COLUMNS = (
@@ -186,7 +185,7 @@ class _Meter:
         }
 
 
-def _read_cql(host: str, port: int, table: str) -> dict[str, Any]:
+def _read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     import cassnb
 
     async def run() -> dict[str, Any]:
@@ -196,13 +195,13 @@ def _read_cql(host: str, port: int, table: str) -> dict[str, Any]:
         ):
             await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
             meter = _Meter()
-            frame = await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=FETCH_SIZE)
+            frame = await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=fetch_size)
             return meter.result(frame)
 
     return asyncio.run(run())
 
 
-def _pandas_factory(host: str, port: int, table: str) -> dict[str, Any]:
+def _pandas_factory(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     from cassandra.query import SimpleStatement
 
     def pandas_factory(colnames: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
@@ -214,7 +213,7 @@ def _pandas_factory(host: str, port: int, table: str) -> dict[str, Any]:
         session.execute(f"SELECT * FROM {table} LIMIT 10")
 
         meter = _Meter()
-        statement = SimpleStatement(f"SELECT * FROM {table}", fetch_size=FETCH_SIZE)
+        statement = SimpleStatement(f"SELECT * FROM {table}", fetch_size=fetch_size)
         result = session.execute(statement)
         pages = [result._current_rows]
         while result.has_more_pages:
@@ -225,7 +224,7 @@ def _pandas_factory(host: str, port: int, table: str) -> dict[str, Any]:
         cluster.shutdown()
 
 
-def _pages_only(host: str, port: int, table: str) -> dict[str, Any]:
+def _pages_only(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     import cassnb
 
     async def run() -> dict[str, Any]:
@@ -236,7 +235,7 @@ def _pages_only(host: str, port: int, table: str) -> dict[str, Any]:
             await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
             rows = 0
             cpu_before, started = _cpu(), time.perf_counter()
-            config = cassnb.StreamConfig(fetch_size=FETCH_SIZE)
+            config = cassnb.StreamConfig(fetch_size=fetch_size)
             stream = await session.execute_stream(f"SELECT * FROM {table}", stream_config=config)
             async with stream:
                 async for page in stream.pages():
@@ -250,21 +249,21 @@ def _pages_only(host: str, port: int, table: str) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def _run_way(way: str, host: str, port: int, table: str) -> dict[str, Any]:
+def _run_way(way: str, host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     if way == "pages only":
-        return _pages_only(host, port, table)
+        return _pages_only(host, port, table, fetch_size)
     if way == "pandas_factory":
-        return _pandas_factory(host, port, table)
+        return _pandas_factory(host, port, table, fetch_size)
     from cassnb import _columnar
 
     if _columnar.native_available() != (way == "native"):
         raise SystemExit(f"{way}: the native decoder is {'' if way == 'python' else 'not '}on")
-    return _read_cql(host, port, table)
+    return _read_cql(host, port, table, fetch_size)
 
 
 def _in_subprocess(way: str, args: argparse.Namespace, table: str) -> dict[str, Any]:
     command = [sys.executable, __file__, "--run", way, "--table", table]
-    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--host", args.host, "--port", str(args.port), "--fetch-size", str(args.fetch_size)]
     environment = {**os.environ, "CASSNB_NO_NATIVE": "1" if way == "python" else ""}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if done.returncode != 0:
@@ -334,9 +333,10 @@ def _profile(args: argparse.Namespace, table: str) -> None:
             await cluster.connect() as session,
         ):
             await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
-            profiler = cProfile.Profile()
+            # The loop thread's CPU clock: time spent waiting for the driver is not counted.
+            profiler = cProfile.Profile(time.thread_time)
             profiler.enable()
-            await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=FETCH_SIZE)
+            await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=args.fetch_size)
             profiler.disable()
             stats = pstats.Stats(profiler)
             stats.sort_stats("tottime").print_stats(25)
@@ -350,13 +350,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9042)
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
+    parser.add_argument("--fetch-size", type=int, default=5000, help="rows per page, every way")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each way (median)")
     parser.add_argument("--profile", choices=TABLES, help="cProfile the native read instead")
     parser.add_argument("--run", choices=WAYS, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        print(json.dumps(_run_way(args.run, args.host, args.port, args.table)))
+        print(json.dumps(_run_way(args.run, args.host, args.port, args.table, args.fetch_size)))
         return
     names = {}
     for table in args.tables if args.profile is None else [args.profile]:

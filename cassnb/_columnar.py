@@ -444,8 +444,10 @@ def _mapping(nbytes: int) -> Any:
     # The kernel caps how many mappings a process has; stay far below it.
     if _mappings[0] >= _MAPPINGS_MAX:
         return None
+    # Faulting the pages in with the mapping is cheaper than one fault per page later.
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
     try:
-        mapping = mmap.mmap(-1, nbytes)
+        mapping = mmap.mmap(-1, nbytes, flags=flags)
     except OSError:
         return None
     _mappings[0] += 1

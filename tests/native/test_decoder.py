@@ -8,6 +8,8 @@ pure-Python decoder; both must give equal arrays of equal dtypes.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import mmap
 import random
 import struct
 import uuid
@@ -276,3 +278,42 @@ def test_utf8_check_accepts_all_text(text: str) -> None:
     except UnicodeEncodeError:
         return
     assert native.valid_utf8(data)
+
+
+def _big_page(rows: int) -> tuple[_columnar.RawPage, FrameSchema]:
+    types = [cqltypes.Int32Type, cqltypes.DoubleType, cqltypes.UTF8Type, cqltypes.DateType]
+    values = [
+        [None if i % 7 == 0 else i, i / 3, f"r{i}", None if i % 5 else dt.datetime(2020, 1, 1)]
+        for i in range(rows)
+    ]
+    keep = _columnar._KeepRaw(lambda names, rows: rows)
+    page = keep(["c0", "c1", "c2", "c3"], raw_page(types, values))
+    assert isinstance(page, _columnar.RawPage)
+    return page, FrameSchema.from_metadata(page.column_names, page.column_types, "numpy_nullable")
+
+
+def _mapped(array: Any) -> bool:
+    """Tell whether an array's memory is a mapping (following views to their owner)."""
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        parent = getattr(base, "base", None)
+        base = getattr(base, "obj", None) if parent is None else parent
+    return base is not None
+
+
+def test_big_pages_of_a_stream_use_mappings() -> None:
+    """A stream's big pages put numpy columns in mappings, and decode to the same columns."""
+    page, schema = _big_page(3000)
+    columns = _columnar.decode_page(page, schema)
+    assert_same_columns(columns, ColumnwiseDecoder().decode(list(page), schema))
+    assert _mapped(columns[0]._data) and _mapped(columns[0]._mask)
+    assert not _mapped(columns[2]._pa_array.chunks[0].buffers()[2])
+
+
+def test_without_mappings_left_pages_use_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the cap on mappings, buffers come from the heap and decode the same."""
+    monkeypatch.setattr(_columnar, "_mappings", [_columnar._MAPPINGS_MAX])
+    page, schema = _big_page(3000)
+    columns = _columnar.decode_page(page, schema)
+    assert_same_columns(columns, ColumnwiseDecoder().decode(list(page), schema))
+    assert not _mapped(columns[0]._data)
