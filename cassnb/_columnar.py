@@ -66,7 +66,7 @@ def _load_native() -> ModuleType | None:
             exc,
         )
         return None
-    if getattr(columnar, "ABI", None) != _ABI:  # pragma: no cover - a stale build
+    if getattr(columnar, "ABI", None) != _ABI:
         log.warning(
             "native page decoder is a stale build (ABI %s, expected %s); frames are decoded "
             "in Python: rebuild with 'pip install -e .'",
@@ -262,7 +262,7 @@ class _RawRowsResult(_DriverResult):  # type: ignore[misc]
     ) -> None:
         meta_start = f.tell()
         self.recv_results_metadata(f, user_type_map)
-        column_metadata = self.column_metadata or result_metadata
+        column_metadata = self.column_metadata or result_metadata or []
         self.column_names = [column[2] for column in column_metadata]
         self.column_types = [column[3] for column in column_metadata]
         self.parsed_rows = RawPage(
@@ -758,7 +758,7 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     else:
         # Every cell takes 4 bytes at least: a row count beyond that is a lie, and would
         # allocate before fill() finds the page too short.
-        if rows * 4 * len(metadata) > len(body) - start:
+        if rows * 4 * len(metadata) > len(body) - start - 4:
             raise ValueError(f"truncated page: {rows} rows cannot fit in its bytes")
         sizes = None
     plans = layout.plans
