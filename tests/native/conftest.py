@@ -1,83 +1,18 @@
-"""Fixtures for the native decoder against the node: tables, sessions, and a switch that
-runs the very same reads through the pure-Python path.
-
-The Python path is what cassnb does without the compiled module: streams use the
-driver's ordinary handler and frames the type table's ColumnwiseDecoder.
+"""Fixtures for the native decoder against the node: tables, sessions, and a spy on the
+compiled decoder. What the tests share besides fixtures lives in _native_node.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import math
-import threading
-import uuid
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-import pandas as pd
+import _native_node as shared
 import pytest
-from _native_pages import assert_same_columns
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import RoundRobinPolicy
-from cassandra.query import UNSET_VALUE
-from cassandra.util import Date, Duration, Time
 
-from cassnb import _columnar, _frames, local
-from cassnb._types import ColumnwiseDecoder
-
-T = TypeVar("T")
-
-KEYSPACE = "cassnb_native_test"
-
-#: Every CQL type of the type table: (column, CQL type).
-TYPED_COLUMNS: list[tuple[str, str]] = [
-    ("c_ascii", "ascii"),
-    ("c_text", "text"),
-    ("c_varchar", "varchar"),
-    ("c_tinyint", "tinyint"),
-    ("c_smallint", "smallint"),
-    ("c_int", "int"),
-    ("c_bigint", "bigint"),
-    ("c_varint", "varint"),
-    ("c_float", "float"),
-    ("c_double", "double"),
-    ("c_decimal", "decimal"),
-    ("c_boolean", "boolean"),
-    ("c_timestamp", "timestamp"),
-    ("c_date", "date"),
-    ("c_time", "time"),
-    ("c_duration", "duration"),
-    ("c_uuid", "uuid"),
-    ("c_timeuuid", "timeuuid"),
-    ("c_inet", "inet"),
-    ("c_blob", "blob"),
-    ("c_list", "list<int>"),
-    ("c_set", "set<text>"),
-    ("c_map", "map<text, bigint>"),
-    ("c_tuple", "tuple<int, text, timestamp>"),
-    ("c_frozen", "frozen<map<text, frozen<list<int>>>>"),
-    ("c_nested", "list<frozen<set<date>>>"),
-    ("c_udt", "point"),
-    ("c_vector", "vector<float, 3>"),
-]
-
-_NAMES = [name for name, _ in TYPED_COLUMNS]
-UTC = dt.UTC
-
-SCHEMA = [
-    f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
-    "{'class': 'SimpleStrategy', 'replication_factor': 1}",
-    f'CREATE TYPE IF NOT EXISTS {KEYSPACE}.point (x int, "Label" text, tags frozen<list<text>>)',
-    f"CREATE TABLE IF NOT EXISTS {KEYSPACE}.types (p int, k int, "
-    + ", ".join(f"{name} {cql}" for name, cql in TYPED_COLUMNS)
-    + ", PRIMARY KEY (p, k))",
-    f"CREATE TABLE IF NOT EXISTS {KEYSPACE}.counters (k int PRIMARY KEY, c counter)",
-]
+from cassnb import local
 
 
 @pytest.fixture(scope="session")
@@ -92,205 +27,43 @@ def driver(node: local.ClusterInfo) -> Iterator[Session]:
         },
     )
     session = cluster.connect()
-    for statement in SCHEMA:
+    for statement in shared.SCHEMA:
         session.execute(statement, timeout=60)
-    session.set_keyspace(KEYSPACE)
+    session.set_keyspace(shared.KEYSPACE)
     try:
         yield session
     finally:
         cluster.shutdown()
 
 
-class LoopThread:
-    """An event loop on its own thread, so that sync tests (hypothesis) can await on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        """Run a coroutine on the loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        """Stop and close the loop."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
-
-
-@dataclass
-class Remote:
-    """A cassnb session living on a LoopThread."""
-
-    session: Any
-    thread: LoopThread
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        """Run a coroutine on the session's loop and return its result."""
-        return self.thread.run(coroutine, timeout)
-
-
 @pytest.fixture(scope="session")
-def remote(node: local.ClusterInfo, driver: Session) -> Iterator[Remote]:
+def remote(node: local.ClusterInfo, driver: Session) -> Iterator[shared.Remote]:
     """A cassnb session on the test keyspace, on a loop of its own."""
     from cassnb import AsyncCluster
 
-    thread = LoopThread()
+    thread = shared.LoopThread()
 
     async def open_session() -> tuple[Any, Any]:
         cluster = AsyncCluster(list(node.contact_points), port=node.port)
-        return cluster, await cluster.connect(KEYSPACE)
+        return cluster, await cluster.connect(shared.KEYSPACE)
 
     cluster, session = thread.run(open_session())
     try:
-        yield Remote(session, thread)
+        yield shared.Remote(session, thread)
     finally:
         thread.run(session.close())
         thread.run(cluster.shutdown())
         thread.close()
 
 
-@contextmanager
-def python_path() -> Iterator[None]:
-    """Run reads as cassnb does without the compiled decoder."""
-    native, decoder = _columnar._native, _frames.page_decoder
-    _columnar._native = None  # type: ignore[misc]
-    _frames.page_decoder = ColumnwiseDecoder()
-    try:
-        yield
-    finally:
-        _columnar._native = native  # type: ignore[misc]
-        _frames.page_decoder = decoder
-
-
-class DecodeSpy:
-    """Counts the pages and rows the compiled decoder decoded."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.pages = 0
-        self.rows = 0
-        original = _columnar.decode_page
-
-        def spy(page: Any, schema: Any) -> Any:
-            self.pages += 1
-            self.rows += len(page)
-            return original(page, schema)
-
-        monkeypatch.setattr(_columnar, "decode_page", spy)
-
-
 @pytest.fixture
-def spy(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
+def spy(monkeypatch: pytest.MonkeyPatch) -> shared.DecodeSpy:
     """Count what the compiled decoder decodes during a test."""
-    return DecodeSpy(monkeypatch)
-
-
-#: Reference rows of partition 0 by clustering key; a column left out is NULL.
-ROWS: dict[int, dict[str, Any]] = {
-    0: {},
-    1: {
-        "c_ascii": "plain ascii",
-        "c_text": "héllo wörld ✓",
-        "c_varchar": "varchar",
-        "c_tinyint": -128,
-        "c_smallint": 32767,
-        "c_int": -(2**31),
-        "c_bigint": 2**63 - 1,
-        "c_varint": 2**100 + 7,
-        "c_float": 1.5,
-        "c_double": 0.1,
-        "c_decimal": Decimal("-123456789.123456789123456789"),
-        "c_boolean": True,
-        "c_timestamp": dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
-        "c_date": dt.date(1900, 1, 1),
-        "c_time": Time(86_399_999_999_999),
-        "c_duration": Duration(1, 2, 3),
-        "c_uuid": uuid.UUID("3b241101-e2bb-4255-8caf-4136c566a962"),
-        "c_timeuuid": uuid.UUID("5d6a8a60-8b1d-11ee-b9d1-0242ac120002"),
-        "c_inet": "192.168.0.1",
-        "c_blob": b"\x00\x01\xfe\xff",
-        "c_list": [3, 1, 2],
-        "c_set": {"b", "a"},
-        "c_map": {"x": 1, "y": -(2**63)},
-        "c_tuple": (1, "a", dt.datetime(2001, 2, 3, tzinfo=UTC)),
-        "c_frozen": {"a": [1, 2], "b": []},
-        "c_nested": [{dt.date(2020, 1, 1), dt.date(1960, 6, 15)}],
-        "c_udt": (7, "Main", ["a", "b"]),
-        "c_vector": [1.5, -2.0, 3.25],
-    },
-    2: {
-        "c_ascii": "",
-        "c_text": "",
-        "c_varchar": "",
-        "c_tinyint": 0,
-        "c_smallint": -1,
-        "c_int": 0,
-        "c_bigint": -(2**63),
-        "c_varint": -(2**80),
-        "c_float": math.nan,
-        "c_double": -math.inf,
-        "c_decimal": Decimal("0"),
-        "c_boolean": False,
-        "c_timestamp": dt.datetime(1970, 1, 1, tzinfo=UTC),
-        "c_date": dt.date(1970, 1, 1),
-        "c_time": Time(0),
-        "c_duration": Duration(-1, -2, -3),
-        "c_uuid": uuid.UUID(int=0),
-        "c_timeuuid": uuid.UUID("00000000-0000-1000-8000-000000000000"),
-        "c_inet": "2001:db8::ff00:42:8329",
-        "c_blob": b"",
-        "c_list": [],
-        "c_set": set(),
-        "c_map": {},
-        "c_tuple": (None, None, None),
-        "c_frozen": {},
-        "c_nested": [set()],
-        "c_udt": (None, "", None),
-        "c_vector": [0.0, math.nan, -0.0],
-    },
-    3: {
-        "c_timestamp": dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
-        "c_date": Date(2**31 - 1),
-        "c_float": math.inf,
-        "c_double": 5e-324,
-    },
-    4: {
-        "c_timestamp": dt.datetime(1, 1, 1, tzinfo=UTC),
-        "c_date": Date(-(2**31)),
-        "c_uuid": uuid.UUID(int=2**128 - 1),
-    },
-}
-
-
-def insert_rows(driver: Any, partition: int, rows: list[dict[str, Any]]) -> None:
-    """Write rows into one partition of ``types``, clustering keys 0, 1, 2, ..."""
-    insert = driver.prepare(
-        f"INSERT INTO types (p, k, {', '.join(_NAMES)}) "
-        f"VALUES (?, ?, {', '.join('?' for _ in _NAMES)})"
-    )
-    values = [
-        (partition, key, *(row.get(name, UNSET_VALUE) for name in _NAMES))
-        for key, row in enumerate(rows)
-    ]
-    for ok, result in execute_concurrent_with_args(driver, insert, values, concurrency=32):
-        assert ok, result
+    return shared.DecodeSpy(monkeypatch)
 
 
 @pytest.fixture(scope="session")
 def reference(driver: Any) -> None:
     """The reference rows in partition 0 (the table is emptied first)."""
     driver.execute("TRUNCATE types", timeout=60)
-    insert_rows(driver, 0, [ROWS[key] for key in sorted(ROWS)])
-
-
-def assert_same_frames(native: pd.DataFrame, python: pd.DataFrame) -> None:
-    """Equal column names, index, values and dtypes."""
-    assert list(native.columns) == list(python.columns)
-    pd.testing.assert_index_equal(native.index, python.index)
-    assert list(native.dtypes) == list(python.dtypes)
-    assert_same_columns(
-        [native.iloc[:, i].array for i in range(native.shape[1])],
-        [python.iloc[:, i].array for i in range(python.shape[1])],
-    )
+    shared.insert_rows(driver, 0, [shared.ROWS[key] for key in sorted(shared.ROWS)])

@@ -16,8 +16,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pandas as pd
 import pytest
-from _native_pages import VALUES, same_value
-from conftest import (
+from _native_node import (
     ROWS,
     TYPED_COLUMNS,
     DecodeSpy,
@@ -26,6 +25,7 @@ from conftest import (
     insert_rows,
     python_path,
 )
+from _native_pages import VALUES, same_value
 from hypothesis import HealthCheck, given, settings
 
 from cassnb import _columnar

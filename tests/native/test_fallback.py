@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KEYSPACE, Remote, assert_same_frames
+from _native_node import KEYSPACE, Remote, assert_same_frames
 
 from cassnb import _columnar, local
 from cassnb._frames import read_cql
