@@ -1,12 +1,8 @@
-"""Names shared by the core tests and their fixtures: the keyspace, tables and helpers."""
+"""Names shared by the core tests and their fixtures: the keyspace and its tables."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Any
-
-from cassnb import AsyncSession
 
 KEYSPACE = "cassnb_test"
 
@@ -37,17 +33,3 @@ class Data:
     keyspace: str = KEYSPACE
     paged_rows: int = PAGED_ROWS
     big_rows: int = BIG_ROWS
-
-
-async def insert_concurrently(
-    session: AsyncSession, cql: str, rows: list[tuple[Any, ...]], *, in_flight: int = 256
-) -> None:
-    """Insert rows through one prepared statement, at most ``in_flight`` at a time."""
-    statement = await session.prepare(cql)
-    limit = asyncio.Semaphore(in_flight)
-
-    async def one(values: tuple[Any, ...]) -> None:
-        async with limit:
-            await session.execute(statement, values)
-
-    await asyncio.gather(*(one(values) for values in rows))

@@ -9,57 +9,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from _core_data import (
     BIG_PARTITIONS,
-    BIG_ROWS,
     BIG_ROWS_PER_PARTITION,
     KEYSPACE,
     PAGED_ROWS,
     SCHEMA,
     Data,
-    insert_concurrently,
 )
+from _keyspaces import grid_rows, load_once, schema_session
+from _loop_checks import no_loop_errors as no_loop_errors  # autouse for every test here
 
 from cassnb import AsyncCluster, AsyncSession
 from cassnb._registry import open_counts
 from cassnb.local import ClusterInfo
 
 
-async def _count(session: AsyncSession, table: str) -> int:
-    result = await session.execute(f"SELECT count(*) FROM {KEYSPACE}.{table}", timeout=60)
-    row = result.one()
-    assert row is not None
-    return int(row[0])
-
-
 async def _prepare_data(node: ClusterInfo) -> None:
-    async with (
-        AsyncCluster(node.contact_points, node.port) as cluster,
-        cluster.connect() as session,
-    ):
-        for statement in SCHEMA:
-            await session.execute(statement, timeout=60)
-        if await _count(session, "paged") != PAGED_ROWS:
-            await insert_concurrently(
-                session,
-                f"INSERT INTO {KEYSPACE}.paged (p, c, v) VALUES (?, ?, ?)",
-                [(0, c, f"value {c}") for c in range(PAGED_ROWS)],
-            )
-        if await _count(session, "big") != BIG_ROWS:
-            started = time.perf_counter()
-            await insert_concurrently(
-                session,
-                f"INSERT INTO {KEYSPACE}.big (p, c, v) VALUES (?, ?, ?)",
-                [
-                    (p, c, f"row {p}-{c}")
-                    for p in range(BIG_PARTITIONS)
-                    for c in range(BIG_ROWS_PER_PARTITION)
-                ],
-            )
-            print(f"loaded {BIG_ROWS} rows in {time.perf_counter() - started:.1f} s")
+    async with schema_session(node, SCHEMA) as session:
+        await load_once(
+            session,
+            f"{KEYSPACE}.paged",
+            ["p", "c", "v"],
+            [(0, c, f"value {c}") for c in range(PAGED_ROWS)],
+        )
+        started = time.perf_counter()
+        big = grid_rows(BIG_PARTITIONS, BIG_ROWS_PER_PARTITION)
+        if await load_once(session, f"{KEYSPACE}.big", ["p", "c", "v"], big):
+            print(f"loaded {len(big)} rows in {time.perf_counter() - started:.1f} s")
 
 
 @pytest.fixture(scope="session")
@@ -81,17 +60,6 @@ async def session(cluster: AsyncCluster) -> AsyncIterator[AsyncSession]:
     """A session on the test keyspace, closed after the test."""
     async with cluster.connect(KEYSPACE) as session:
         yield session
-
-
-@pytest.fixture(autouse=True)
-async def no_loop_errors() -> AsyncIterator[None]:
-    """Fail a test when its loop's exception handler was called."""
-    loop = asyncio.get_running_loop()
-    caught: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: caught.append(context))
-    yield
-    loop.set_exception_handler(None)
-    assert not caught, f"the loop's exception handler caught: {caught}"
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from _keyspaces import connected
 from scan_data import NODE_KEYSPACE, TRIO_KEYSPACE, ScanData, load
 
-from cassnb import AsyncCluster, AsyncSession
+from cassnb import AsyncSession
 from cassnb.local import ClusterInfo
 
 
@@ -26,18 +27,12 @@ def trio_data(three_nodes: ClusterInfo) -> ScanData:
 @pytest.fixture
 async def node_session(node_data: ScanData) -> AsyncIterator[AsyncSession]:
     """A session on the single node's scan keyspace."""
-    async with (
-        AsyncCluster(node_data.contact_points, node_data.port) as cluster,
-        cluster.connect(node_data.keyspace) as session,
-    ):
+    async with connected(node_data.contact_points, node_data.port, node_data.keyspace) as session:
         yield session
 
 
 @pytest.fixture
 async def trio_session(trio_data: ScanData) -> AsyncIterator[AsyncSession]:
     """A session on the three nodes' scan keyspace."""
-    async with (
-        AsyncCluster(trio_data.contact_points, trio_data.port) as cluster,
-        cluster.connect(trio_data.keyspace) as session,
-    ):
+    async with connected(trio_data.contact_points, trio_data.port, trio_data.keyspace) as session:
         yield session

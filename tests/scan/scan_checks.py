@@ -5,15 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
+from _keyspaces import count_rows
 
 from cassnb import AsyncSession, read_cql
-
-
-async def server_count(session: AsyncSession, table: str) -> int:
-    """Count a table's rows on the server."""
-    row = (await session.execute(f"SELECT count(*) FROM {table}", timeout=60)).one()
-    assert row is not None
-    return int(row[0])
 
 
 def keys_of(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[object, ...]]:
@@ -26,7 +20,7 @@ async def assert_every_row_once(
 ) -> pd.DataFrame:
     """The scan has count(*) rows, no key twice, and is the single-stream read, row for row."""
     reference = await read_cql(f"SELECT * FROM {table}", session)
-    assert len(scanned) == await server_count(session, table)
+    assert len(scanned) == await count_rows(session, table)
     found = keys_of(scanned, keys)
     assert len(set(found)) == len(found), "a row was read twice"
     assert set(found) == set(keys_of(reference, keys))
