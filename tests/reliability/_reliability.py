@@ -1,4 +1,4 @@
-"""Sizes, figures and small helpers shared by the reliability tests.
+"""Sizes, figures, the keyspace and small helpers shared by the reliability tests.
 
 The suite runs at CI sizes unless ``CASSNB_RELIABILITY_SCALE=full``; then every scenario
 runs at the sizes the reliability targets name (``scripts/reliability_full.sh``). Each
@@ -22,6 +22,13 @@ SCALE = os.environ.get("CASSNB_RELIABILITY_SCALE", "ci").strip().lower() or "ci"
 if SCALE not in _SCALES:
     raise RuntimeError(f"CASSNB_RELIABILITY_SCALE must be one of {_SCALES}, not {SCALE!r}")
 FULL = SCALE == "full"
+
+#: The single-node scenarios' keyspace, kept by conftest.py.
+KEYSPACE = "cassnb_rel"
+#: Rows in the table the stream scenarios read: 20 partitions of 250 rows.
+STREAM_PARTITIONS = 20
+STREAM_ROWS_PER_PARTITION = 250
+STREAM_ROWS = STREAM_PARTITIONS * STREAM_ROWS_PER_PARTITION
 
 
 def sized(ci: int, full: int) -> int:

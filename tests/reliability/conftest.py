@@ -1,4 +1,5 @@
-"""Fixtures for the reliability suite: a loop-error check and the single-node keyspace.
+"""Fixtures for the reliability suite: a loop-error check, the single-node keyspace and a
+session on it.
 
 Every test runs against real nodes started (or reused) by the fixtures of
 ``tests/conftest.py``; the three-node scenarios carry the ``cluster3`` mark and run in
@@ -9,19 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
+from _keyspaces import connected, grid_rows, load_once, schema_session
+from _loop_checks import no_loop_errors as no_loop_errors  # autouse for every test here
+from _reliability import KEYSPACE, STREAM_PARTITIONS, STREAM_ROWS_PER_PARTITION
 
-from cassnb import AsyncCluster
+from cassnb import AsyncSession
 from cassnb.local import ClusterInfo
-
-KEYSPACE = "cassnb_rel"
-
-#: Rows in the table the stream scenarios read: 20 partitions of 250 rows.
-STREAM_PARTITIONS = 20
-STREAM_ROWS_PER_PARTITION = 250
-STREAM_ROWS = STREAM_PARTITIONS * STREAM_ROWS_PER_PARTITION
 
 _SCHEMA = [
     f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
@@ -33,30 +29,9 @@ _SCHEMA = [
 
 
 async def _prepare(node: ClusterInfo) -> None:
-    async with AsyncCluster(node.contact_points, node.port) as cluster:
-        session = await cluster.connect()
-        for statement in _SCHEMA:
-            await session.execute(statement, timeout=60)
-        counted = await session.execute(f"SELECT count(*) FROM {KEYSPACE}.stream_rows")
-        row = counted.one()
-        if row is None or row[0] != STREAM_ROWS:
-            insert = await session.prepare(
-                f"INSERT INTO {KEYSPACE}.stream_rows (p, c, v) VALUES (?, ?, ?)"
-            )
-            limit = asyncio.Semaphore(256)
-
-            async def one(p: int, c: int) -> None:
-                async with limit:
-                    await session.execute(insert, (p, c, f"row {p}-{c}"))
-
-            await asyncio.gather(
-                *(
-                    one(p, c)
-                    for p in range(STREAM_PARTITIONS)
-                    for c in range(STREAM_ROWS_PER_PARTITION)
-                )
-            )
-        await session.close()
+    async with schema_session(node, _SCHEMA) as session:
+        rows = grid_rows(STREAM_PARTITIONS, STREAM_ROWS_PER_PARTITION)
+        await load_once(session, f"{KEYSPACE}.stream_rows", ["p", "c", "v"], rows)
 
 
 @pytest.fixture(scope="session")
@@ -66,12 +41,8 @@ def rel_node(node: ClusterInfo) -> ClusterInfo:
     return node
 
 
-@pytest.fixture(autouse=True)
-async def no_loop_errors() -> AsyncIterator[None]:
-    """Fail a test when its loop's exception handler was called."""
-    loop = asyncio.get_running_loop()
-    caught: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: caught.append(context))
-    yield
-    loop.set_exception_handler(None)
-    assert not caught, f"the loop's exception handler caught: {caught}"
+@pytest.fixture
+async def session(rel_node: ClusterInfo) -> AsyncIterator[AsyncSession]:
+    """A session on the reliability keyspace."""
+    async with connected(rel_node.contact_points, rel_node.port, KEYSPACE) as session:
+        yield session

@@ -6,20 +6,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 from _fuzz import SCHEMA, TYPED_INSERT
+from _keyspaces import schema_session
 
-from cassnb import AsyncCluster, AsyncSession, ConfigurationError, QueryError, StreamConfig
+from cassnb import AsyncSession, ConfigurationError, QueryError, StreamConfig
 from cassnb.local import ClusterInfo
 
 
 @pytest.fixture
 async def session(rel_node: ClusterInfo) -> AsyncIterator[AsyncSession]:
     """A session with the fuzz keyspace and its typed table."""
-    async with (
-        AsyncCluster(rel_node.contact_points, rel_node.port) as cluster,
-        cluster.connect() as session,
-    ):
-        for statement in SCHEMA:
-            await session.execute(statement, timeout=60)
+    async with schema_session(rel_node, SCHEMA) as session:
         yield session
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _reliability import report, sized
+from _reliability import (
+    KEYSPACE,
+    STREAM_PARTITIONS,
+    STREAM_ROWS,
+    STREAM_ROWS_PER_PARTITION,
+    report,
+    sized,
+)
 from cassandra.query import SimpleStatement
-from conftest import KEYSPACE, STREAM_PARTITIONS, STREAM_ROWS, STREAM_ROWS_PER_PARTITION
 
-from cassnb import AsyncCluster, AsyncSession, StreamConfig
+from cassnb import AsyncSession, StreamConfig
 from cassnb._registry import open_counts
-from cassnb.local import ClusterInfo
 
 TASKS = 1_000
 FOLLOW_UP_QUERIES = 1_000
@@ -23,16 +28,6 @@ FOLLOW_UP_QUERIES = 1_000
 WAVE = sized(100, 200)
 CANCEL_WITHIN_S = 0.6
 SEED = 20_240_601
-
-
-@pytest.fixture
-async def session(rel_node: ClusterInfo) -> AsyncIterator[AsyncSession]:
-    """A session on the reliability keyspace."""
-    async with (
-        AsyncCluster(rel_node.contact_points, rel_node.port) as cluster,
-        cluster.connect(KEYSPACE) as session,
-    ):
-        yield session
 
 
 def _record_requests(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> list[Any]:

@@ -8,32 +8,18 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import TextIO
 
-import pytest
-from _reliability import report, rss_mb, sized
+from _reliability import KEYSPACE, report, rss_mb, sized
 from cassandra.cluster import ResponseFuture
-from conftest import KEYSPACE
 
-from cassnb import AsyncCluster, AsyncSession, StreamConfig
+from cassnb import AsyncSession, StreamConfig
 from cassnb._registry import open_counts
-from cassnb.local import ClusterInfo
 
 STREAMS = sized(2_000, 10_000)
 WARM_UP_STREAMS = 500
 #: How much the client's RSS may grow over the run, in MB, once warmed up.
 RSS_GROWTH_LIMIT_MB = 25.0
-
-
-@pytest.fixture
-async def session(rel_node: ClusterInfo) -> AsyncIterator[AsyncSession]:
-    """A session on the reliability keyspace."""
-    async with (
-        AsyncCluster(rel_node.contact_points, rel_node.port) as cluster,
-        cluster.connect(KEYSPACE) as session,
-    ):
-        yield session
 
 
 def _tracked_objects() -> Counter[str]:

@@ -6,15 +6,11 @@ import asyncio
 import gc
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from _reliability import report, rss_mb, sized
-from conftest import KEYSPACE
+from _reliability import KEYSPACE, report, rss_mb, sized
 
-from cassnb import AsyncCluster, AsyncSession, StreamConfig
-from cassnb.local import ClusterInfo
+from cassnb import AsyncSession, StreamConfig
 
 ROWS = sized(20_000, 100_000)
 #: Requests in flight at once: far more than a connection pool of a few connections with a
@@ -23,16 +19,6 @@ IN_FLIGHT = 2_000
 WARM_UP_ROWS = 4_000
 #: How much the client's RSS may grow over the run, in MB, once warmed up.
 RSS_GROWTH_LIMIT_MB = 40.0
-
-
-@pytest.fixture
-async def session(rel_node: ClusterInfo) -> AsyncIterator[AsyncSession]:
-    """A session on the reliability keyspace."""
-    async with (
-        AsyncCluster(rel_node.contact_points, rel_node.port) as cluster,
-        cluster.connect(KEYSPACE) as session,
-    ):
-        yield session
 
 
 class Sampler:
