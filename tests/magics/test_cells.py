@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import KEYSPACE, Kernel
+from ._magics_kernel import EXTENSION, KEYSPACE, Kernel
 
 
 def test_a_cell_runs_on_the_kernels_own_loop(kernel: Kernel) -> None:
@@ -202,8 +202,6 @@ def test_max_rows_cuts_and_says_so(kernel: Kernel) -> None:
 
 
 def test_no_connection_is_a_usage_error(tables: object) -> None:
-    from .conftest import EXTENSION
-
     fresh = Kernel()
     try:
         fresh.ok(f"%load_ext {EXTENSION}")
@@ -263,8 +261,6 @@ def test_autoawait_off_runs_cells_blocking(kernel: Kernel) -> None:
 
 
 def test_unload_removes_the_magics(tables: object) -> None:
-    from .conftest import EXTENSION
-
     fresh = Kernel()
     try:
         fresh.ok(f"%load_ext {EXTENSION}\n%cql_connect 127.0.0.1 --keyspace {KEYSPACE}")
@@ -303,8 +299,6 @@ print("LOOP", magic.last_loop is get_asyncio_loop())
 def test_terminal_ipython_awaits_on_its_own_loop(tables: object) -> None:
     import subprocess
     import sys
-
-    from .conftest import EXTENSION
 
     script = TERMINAL_SCRIPT.replace("{extension}", EXTENSION)
     done = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from .conftest import EXTENSION, KEYSPACE, Kernel
+from ._magics_kernel import EXTENSION, KEYSPACE, Kernel
 
 CONNECT = f"%cql_connect 127.0.0.1 --keyspace {KEYSPACE}"
 

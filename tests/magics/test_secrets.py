@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 from cassnb import AsyncCluster
 from cassnb.local import ClusterInfo
 
-from .conftest import EXTENSION, Kernel
+from ._magics_kernel import EXTENSION, Kernel
 
 ROLE = "cassnb_magic_tester"
 PASSWORD = "Mg-7d1f3a9c-Pw"
