@@ -98,25 +98,22 @@ async def test_explicit_protocol_five_works(data: Data) -> None:
         assert session.protocol_version == 5
 
 
-async def test_server_offering_only_v4_fails_connect(v4_only_server: int) -> None:
-    cluster = AsyncCluster([STUB_ADDRESS], v4_only_server, connect_timeout=2)
+@pytest.mark.parametrize(
+    ("protocol_version", "says"),
+    [(None, "negotiated CQL protocol v4"), (5, "rejected CQL protocol v5")],
+    ids=["negotiated", "explicit-v5"],
+)
+async def test_server_offering_only_v4_fails_connect(
+    v4_only_server: int, protocol_version: int | None, says: str
+) -> None:
+    cluster = AsyncCluster(
+        [STUB_ADDRESS], v4_only_server, protocol_version=protocol_version, connect_timeout=2
+    )
     try:
         with pytest.raises(ConnectionError) as caught:
             await cluster.connect()
     finally:
         await cluster.shutdown()
     message = str(caught.value)
-    assert "negotiated CQL protocol v4" in message
-    assert "Cassandra 4.0" in message
-
-
-async def test_server_offering_only_v4_rejects_explicit_v5(v4_only_server: int) -> None:
-    cluster = AsyncCluster([STUB_ADDRESS], v4_only_server, protocol_version=5, connect_timeout=2)
-    try:
-        with pytest.raises(ConnectionError) as caught:
-            await cluster.connect()
-    finally:
-        await cluster.shutdown()
-    message = str(caught.value)
-    assert "rejected CQL protocol v5" in message
+    assert says in message
     assert "Cassandra 4.0" in message

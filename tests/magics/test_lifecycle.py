@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -13,15 +14,20 @@ from ._magics_kernel import EXTENSION, KEYSPACE, Kernel
 CONNECT = f"%cql_connect 127.0.0.1 --keyspace {KEYSPACE}"
 
 
-def test_interrupting_a_million_row_stream(kernel: Kernel) -> None:
-    msg_id = kernel.start("%%cql --fetch-size 1000\nSELECT * FROM million")
-    # Interrupt once rows flow: the progress bar on stderr shows they do.
+def _interrupt_once_rows_flow(kernel: Kernel, msg_id: str) -> tuple[dict[str, Any], float]:
+    """Interrupt a reading cell; return its reply and the seconds from interrupt to reply."""
+    # The progress bar on stderr shows that rows flow.
     kernel.wait_for_output(msg_id, "pages=")
     time.sleep(0.2)
     interrupted = time.monotonic()
     kernel.manager.interrupt_kernel()
     reply = kernel.wait_reply(msg_id, timeout=30)
-    latency = time.monotonic() - interrupted
+    return reply, time.monotonic() - interrupted
+
+
+def test_interrupting_a_million_row_stream(kernel: Kernel) -> None:
+    msg_id = kernel.start("%%cql --fetch-size 1000\nSELECT * FROM million")
+    reply, latency = _interrupt_once_rows_flow(kernel, msg_id)
     print(f"interrupt to reply: {latency * 1000:.0f} ms")
     content = reply["content"]
     assert content["status"] == "error"
@@ -41,12 +47,7 @@ def test_interrupting_a_cell_that_cannot_await(kernel: Kernel) -> None:
         "    return frame\n"
         "read_all()"
     )
-    kernel.wait_for_output(msg_id, "pages=")
-    time.sleep(0.2)
-    interrupted = time.monotonic()
-    kernel.manager.interrupt_kernel()
-    reply = kernel.wait_reply(msg_id, timeout=30)
-    latency = time.monotonic() - interrupted
+    reply, latency = _interrupt_once_rows_flow(kernel, msg_id)
     print(f"interrupt to reply, blocking path: {latency * 1000:.0f} ms")
     assert reply["content"]["status"] == "error"
     assert latency <= 1.0
