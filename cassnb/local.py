@@ -30,7 +30,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,11 +111,12 @@ _JAVA17_FLAGS = [
     ],
 ]
 
-# Each cuts seconds off a start; none matters for a throwaway local node.
+# Each cuts seconds off a start; none matters for a throwaway local node. Not among them:
+# cassandra.unsafesystem, which skips flushing the schema tables, so that a node killed
+# with -9 comes back without the keyspaces created since it started.
 _FAST_START_FLAGS = [
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.superuser_setup_delay_ms=0",
-    "-Dcassandra.unsafesystem=true",
     "-Dcassandra.ring_delay_ms=1000",
     "-Dcassandra-foreground=yes",
 ]
@@ -612,11 +613,27 @@ def _error_message(body: bytes) -> str:
     return body[6 : 6 + length].decode(errors="replace")
 
 
-def _first_text_value(body: bytes) -> str | None:
-    """Return the first column of the first row of a ROWS result holding text."""
+def _skip_type(body: bytes, at: int) -> int:
+    """Return the offset just past the type option that starts at ``at``."""
+    (kind,) = struct.unpack(">H", body[at : at + 2])
+    at += 2
+    if kind == 0x0000:  # custom: a class name
+        (size,) = struct.unpack(">H", body[at : at + 2])
+        return at + 2 + int(size)
+    if kind in (0x0020, 0x0022):  # list, set: the element type
+        return _skip_type(body, at)
+    if kind == 0x0021:  # map: key and value types
+        return _skip_type(body, _skip_type(body, at))
+    if kind >= 0x0030:  # UDTs and tuples never appear in the system tables read here
+        raise OSError(f"unexpected column type {kind:#06x}")
+    return at
+
+
+def _rows(body: bytes) -> list[list[bytes | None]]:
+    """Return the raw cells of a ROWS result; an empty list for any other result."""
     kind, flags, columns = struct.unpack(">iii", body[:12])
     if kind != 2:
-        return None
+        return []
     at = 12
     if flags & 0x0002:  # has more pages: skip the paging state
         (size,) = struct.unpack(">i", body[at : at + 4])
@@ -627,23 +644,30 @@ def _first_text_value(body: bytes) -> str | None:
             at += 2 + size
     for _ in range(columns):
         (size,) = struct.unpack(">H", body[at : at + 2])
-        at += 2 + size + 2  # the name, then a type option id (text has no parameters)
-    (rows,) = struct.unpack(">i", body[at : at + 4])
-    if rows == 0:
-        return None
-    (size,) = struct.unpack(">i", body[at + 4 : at + 8])
-    return body[at + 8 : at + 8 + size].decode() if size >= 0 else None
+        at = _skip_type(body, at + 2 + size)
+    (count,) = struct.unpack(">i", body[at : at + 4])
+    at += 4
+    rows = []
+    for _ in range(count):
+        row: list[bytes | None] = []
+        for _ in range(columns):
+            (size,) = struct.unpack(">i", body[at : at + 4])
+            at += 4
+            row.append(body[at : at + size] if size >= 0 else None)
+            at += max(size, 0)
+        rows.append(row)
+    return rows
 
 
-def query_release_version(
+@contextlib.contextmanager
+def _cql_connection(
     address: str,
-    port: int = CQL_PORT,
-    *,
-    credentials: tuple[str, str] | None = None,
-    ca_cert: str | None = None,
-    timeout: float = 5.0,
-) -> str:
-    """Ask a node for its release version over CQL; raise OSError if it does not answer."""
+    port: int,
+    credentials: tuple[str, str] | None,
+    ca_cert: str | None,
+    timeout: float,
+) -> Iterator[socket.socket]:
+    """Yield a socket on which the CQL handshake (and login, if asked) is done."""
     raw = socket.create_connection((address, port), timeout=timeout)
     with contextlib.ExitStack() as stack:
         stack.callback(raw.close)
@@ -665,16 +689,48 @@ def query_release_version(
                 raise OSError(f"login refused: {_error_message(body)}")
         elif opcode == _OPCODES["ERROR"]:
             raise OSError(_error_message(body))
-        cql = "SELECT release_version FROM system.local"
-        query = struct.pack(">i", len(cql)) + cql.encode() + struct.pack(">HB", 0x0001, 0)
-        sock.sendall(_frame(_OPCODES["QUERY"], query))
-        opcode, body = _recv(sock)
-        if opcode != _OPCODES["RESULT"]:
-            raise OSError(_error_message(body) if opcode == _OPCODES["ERROR"] else "no result")
-        version = _first_text_value(body)
-        if version is None:
-            raise OSError("system.local returned no release version")
-        return version
+        yield sock
+
+
+def _query(sock: socket.socket, cql: str) -> list[list[bytes | None]]:
+    """Run one statement at consistency ONE; return the raw cells of its rows."""
+    query = struct.pack(">i", len(cql)) + cql.encode() + struct.pack(">HB", 0x0001, 0)
+    sock.sendall(_frame(_OPCODES["QUERY"], query))
+    opcode, body = _recv(sock)
+    if opcode != _OPCODES["RESULT"]:
+        raise OSError(_error_message(body) if opcode == _OPCODES["ERROR"] else "no result")
+    return _rows(body)
+
+
+def query_release_version(
+    address: str,
+    port: int = CQL_PORT,
+    *,
+    credentials: tuple[str, str] | None = None,
+    ca_cert: str | None = None,
+    timeout: float = 5.0,
+) -> str:
+    """Ask a node for its release version over CQL; raise OSError if it does not answer."""
+    with _cql_connection(address, port, credentials, ca_cert, timeout) as sock:
+        rows = _query(sock, "SELECT release_version FROM system.local")
+    if not rows or rows[0][0] is None:
+        raise OSError("system.local returned no release version")
+    return rows[0][0].decode()
+
+
+def _ring_view(cluster: ClusterInfo, node: NodeInfo) -> tuple[bytes | None, dict[str, bytes]]:
+    """Return a node's schema version and, for each peer it knows with tokens, theirs."""
+    with _cql_connection(
+        node.address, node.cql_port, cluster.credentials, cluster.ca_cert, 2.0
+    ) as sock:
+        (local_row,) = _query(sock, "SELECT schema_version FROM system.local")
+        peers = _query(sock, "SELECT peer, tokens, schema_version FROM system.peers_v2")
+    known = {}
+    for peer, tokens, version in peers:
+        # An empty set reads as NULL; a peer without tokens is not in the ring yet.
+        if peer is not None and tokens is not None and version is not None:
+            known[str(ipaddress.ip_address(peer))] = version
+    return local_row[0], known
 
 
 # ---------------------------------------------------------------------------- commands
@@ -824,21 +880,29 @@ def _wait_ready(
 
 
 def _wait_for_ring(cluster: ClusterInfo, deadline: float) -> None:
-    """Wait until every node's log says it has seen every other node come up."""
-    while time.monotonic() < deadline:
-        seen_all = True
+    """Wait until every node lists every other one with its tokens, all on one schema.
+
+    A node answers CQL before gossip has told it its peers' tokens; a client that connects
+    then builds its token map from an incomplete ``system.peers_v2`` and places replicas
+    on too few nodes, so the cluster counts as ready only once every view is whole.
+    """
+    while True:
+        whole = True
         for node in cluster.nodes:
             try:
-                text = Path(node.log).read_text(errors="replace")
+                own, peers = _ring_view(cluster, node)
             except OSError:
-                text = ""
-            others = [a for a in cluster.contact_points if a != node.address]
-            if not all(f"/{other}:{STORAGE_PORT} is now UP" in text for other in others):
-                seen_all = False
-        if seen_all:
+                whole = False
+                break
+            others = {a for a in cluster.contact_points if a != node.address}
+            if set(peers) != others or any(version != own for version in peers.values()):
+                whole = False
+                break
+        if whole:
             return
+        if time.monotonic() > deadline:
+            raise LocalError("the nodes did not all see each other in time; see their logs")
         time.sleep(0.5)
-    raise LocalError("the nodes did not all see each other in time; see their logs")
 
 
 def stop(name: str = "default", *, quiet: bool = False, timeout: float = STOP_TIMEOUT) -> int:
