@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-faults lint start stop stop-all clean
+.PHONY: install demo test lint start stop stop-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,11 @@ demo: install start
 	$(PY) scripts/run_notebooks.py --out build/notebooks
 
 ## Every test suite and notebook against real nodes (started here when not already running):
-## first everything that needs single nodes, then the three-node suites on their own.
+## first everything that needs single nodes, then the three-node suites on their own
+## (never more than three nodes alive at once).
 test: install
 	$(PY) scripts/with_node.py $(PY) -m pytest -m "not cluster3" $(NBVAL) tests notebooks
-	$(PY) -m pytest -m cluster3 --ignore=tests/reliability/test_failover.py tests
-
-## Killing and restarting nodes of the three-node cluster under load (slow; not yet in CI).
-test-faults: install
-	$(PY) -m pytest -m cluster3 -s tests/reliability/test_failover.py
+	$(PY) -m pytest -m cluster3 tests
 
 lint: install
 	$(PY) -m ruff check .
