@@ -23,15 +23,24 @@ def connect_to(contact_points: list[str], *, only: str | None = None) -> Cluster
     )
 
 
-def test_node_one_sees_its_peers(three_nodes: local.ClusterInfo) -> None:
-    first, *others = three_nodes.contact_points
-    cluster = connect_to([first], only=first)
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_each_node_lists_its_peers_with_tokens_on_one_schema(
+    three_nodes: local.ClusterInfo, index: int
+) -> None:
+    # What the launcher waits for before it calls the cluster ready: a client connecting
+    # to any node builds a whole token map from it.
+    address = three_nodes.contact_points[index]
+    others = set(three_nodes.contact_points) - {address}
+    cluster = connect_to([address], only=address)
     try:
         session = cluster.connect()
-        local_row = session.execute("SELECT broadcast_address FROM system.local").one()
-        assert str(local_row[0]) == first
-        peers = {str(row[0]) for row in session.execute("SELECT peer FROM system.peers_v2")}
-        assert peers == set(others)
+        local_row = session.execute("SELECT broadcast_address, schema_version FROM system.local")
+        own, schema = local_row.one()
+        assert str(own) == address
+        peers = list(session.execute("SELECT peer, tokens, schema_version FROM system.peers_v2"))
+        assert {str(row.peer) for row in peers} == others
+        assert all(row.tokens and len(row.tokens) == 1 for row in peers)  # num_tokens: 1
+        assert {row.schema_version for row in peers} == {schema}
     finally:
         cluster.shutdown()
 
