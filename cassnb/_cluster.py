@@ -23,6 +23,7 @@ from cassandra.policies import (
 
 from cassnb import _registry
 from cassnb._bridge import run_blocking, run_shutdown, start_daemon
+from cassnb._connection import connection_class
 from cassnb._errors import ConfigurationError, ConnectionError, raised_by_us, translate
 from cassnb._results import row_factory
 from cassnb._session import SHUTDOWN_WAIT, AsyncSession
@@ -213,6 +214,8 @@ class AsyncCluster:
                 _RECONNECT_BASE_DELAY, _RECONNECT_MAX_DELAY, max_attempts=None
             ),
         )
+        # Result pages reach the session in large reads, checked in place (see _connection).
+        kwargs.setdefault("connection_class", connection_class())
         if self._contact_points is not None:
             kwargs["contact_points"] = self._contact_points
         if self._protocol_version is not None:

@@ -1,0 +1,126 @@
+"""SegmentReader against segments made by the driver's own encoder, cut into any reads."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from cassandra.connection import CrcMismatchException, ProtocolError, segment_codec_no_compression
+from cassandra.segment import Segment
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cassnb._connection import SegmentReader, connection_class
+
+_FRAME_HEADER = struct.Struct(">BBhBi")
+_RESPONSE_V5 = 0x80 | 5
+
+
+def frame(stream: int, body: bytes, opcode: int = 0x08) -> bytes:
+    """A v5 response frame: header, then body."""
+    return _FRAME_HEADER.pack(_RESPONSE_V5, 0, stream, opcode, len(body)) + body
+
+
+def segments(*frames: bytes) -> bytes:
+    """The frames cut into segments as a v5 peer does: one each, several for a large one."""
+    out = io.BytesIO()
+    for message in frames:
+        segment_codec_no_compression.encode(out, message)
+    return out.getvalue()
+
+
+def read_all(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
+    """Feed ``data`` to a reader in reads ending at ``cuts``; return (stream, body) per frame."""
+    reader = SegmentReader()
+    buffer = io.BytesIO()
+    got = []
+    start = 0
+    for end in [*sorted(cuts), len(data)]:
+        buffer.write(data[start:end])
+        start = end
+        frames, buffer = reader.read(buffer, "here")
+        got += [(header.stream, body) for header, body in frames]
+    assert buffer.tell() == 0, "every byte is used"
+    assert reader.idle
+    return got
+
+
+def body(size: int, seed: int) -> bytes:
+    return bytes((seed + i * 7) % 251 for i in range(size))
+
+
+def test_one_frame_in_one_read() -> None:
+    assert read_all(segments(frame(3, b"hello")), []) == [(3, b"hello")]
+
+
+def test_several_frames_in_one_self_contained_segment() -> None:
+    data = segments(frame(1, b"a") + frame(2, b"") + frame(3, b"ccc"))
+    assert read_all(data, [7, 8, 20]) == [(1, b"a"), (2, b""), (3, b"ccc")]
+
+
+def test_a_frame_larger_than_a_segment_then_a_small_one() -> None:
+    big = body(3 * Segment.MAX_PAYLOAD_LENGTH + 1000, 5)
+    data = segments(frame(7, big), frame(8, b"next"))
+    assert read_all(data, [5, 70_000, 131_075, 300_000]) == [(7, big), (8, b"next")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300_000), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 1_300_000), max_size=12),
+)
+def test_any_reads_give_the_same_frames(sizes: list[int], cuts: list[int]) -> None:
+    frames = [frame(stream, body(size, stream)) for stream, size in enumerate(sizes)]
+    data = segments(*frames)
+    got = read_all(data, [cut for cut in cuts if cut < len(data)])
+    assert got == [(stream, body(size, stream)) for stream, size in enumerate(sizes)]
+
+
+def test_the_unread_rest_is_kept_for_the_next_read() -> None:
+    first, second = segments(frame(1, b"one")), segments(frame(2, body(200_000, 1)))
+    reader = SegmentReader()
+    buffer = io.BytesIO()
+    buffer.write(first + second[:1000])
+    frames, buffer = reader.read(buffer, "here")
+    assert [(h.stream, b) for h, b in frames] == [(1, b"one")]
+    assert buffer.getvalue() == second[:1000]
+    buffer.write(second[1000:])
+    frames, buffer = reader.read(buffer, "here")
+    assert [(h.stream, b) for h, b in frames] == [(2, body(200_000, 1))]
+
+
+def test_a_corrupt_payload_is_refused() -> None:
+    data = bytearray(segments(frame(1, b"payload")))
+    data[10] ^= 0xFF
+    buffer = io.BytesIO()
+    buffer.write(data)
+    with pytest.raises(CrcMismatchException, match="payload"):
+        SegmentReader().read(buffer, "here")
+
+
+def test_a_corrupt_segment_header_is_refused() -> None:
+    data = bytearray(segments(frame(1, b"payload")))
+    data[0] ^= 0x01
+    buffer = io.BytesIO()
+    buffer.write(data)
+    with pytest.raises(CrcMismatchException, match="header"):
+        SegmentReader().read(buffer, "here")
+
+
+def test_an_unknown_protocol_version_is_refused() -> None:
+    message = bytearray(frame(1, b"x"))
+    message[0] = 0x80 | 0x7E
+    buffer = io.BytesIO()
+    buffer.write(segments(bytes(message)))
+    with pytest.raises(ProtocolError, match="protocol version"):
+        SegmentReader().read(buffer, "here")
+
+
+def test_the_connection_class_keeps_the_reactor() -> None:
+    from cassandra.cluster import DefaultConnection
+
+    cls = connection_class()
+    assert issubclass(cls, DefaultConnection)
+    assert cls.in_buffer_size > DefaultConnection.in_buffer_size
+    assert connection_class() is cls
