@@ -1,36 +1,48 @@
-"""Read one table into pandas three ways, each in a fresh process, and compare the costs.
+"""Read a table into pandas several ways, each in a fresh process, and compare the costs.
 
-    python benchmarks/frames.py                 # 1,000,000 rows (loaded once, then reused)
-    python benchmarks/frames.py --rows 20000    # a quick check
+    python benchmarks/frames.py                          # both tables, 1,000,000 rows each
+    python benchmarks/frames.py --rows 20000             # a quick check
+    python benchmarks/frames.py --repeat 3               # median of three runs of each way
+    python benchmarks/frames.py --profile numeric        # where read_cql's time goes
 
-The ways:
+The tables, ``mixed`` (ten columns of every common kind, a uuid and a list<int> among
+them) and ``numeric`` (ten numeric columns), are described in ``_frames_table.py``.
 
-- ``read_cql``: ``await cassnb.read_cql("SELECT * FROM t", session)``, with the compiled
-  page decoder when it is built.
+The ways, all with the same page size (``--fetch-size``, 5,000 as read_cql):
+
+- ``read_cql``: ``await cassnb.read_cql("SELECT * FROM t", session)`` with the compiled
+  page decoder (the run fails if it is not built).
 - ``read_cql, Python decoder``: the same with ``CASSNB_NO_NATIVE=1``: the driver decodes
-  the rows and the type table's pure-Python decoder builds the columns.
+  rows and the type table's pure-Python decoder builds the columns.
 - ``pandas_factory``: the driver's usual recipe, a row factory returning
   ``pd.DataFrame(rows, columns=colnames)``, paging with ``fetch_next_page()`` and one
-  ``pd.concat`` at the end.
+  ``pd.concat`` at the end. The baseline.
 - ``DataFrame(list(rows))``: the default row factory, every row in a list, then pandas.
+- ``pages only``: the same pages through a cassnb stream, decoded into nothing: what the
+  network path costs, which no decoder can go below.
 
-For each: client CPU time (user + sys of the whole process, driver threads included, from
-``getrusage`` around the read) per row, wall time, peak RSS growth (``ru_maxrss`` minus
-the RSS just before the read, in a process that has only connected) and the frame's
-``memory_usage(deep=True)``. Every way uses the same page size.
+Measured around the read only, in a process that has connected and read ten rows: client
+CPU (user + sys of the whole process, driver threads included) per row; wall time; peak
+RSS growth (``ru_maxrss`` minus the RSS before the read); the frame's
+``memory_usage(deep=True)``, and its full size, which also counts what object cells
+point to (a UUID's int, a list's ints) that pandas leaves out. The summary sets the ratios
+against the targets: read_cql at least 3x (mixed) and 10x (numeric) less CPU per row than
+pandas_factory, and a peak RSS growth at most 1.5x the frame's deep size.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import cProfile
+import io
 import json
 import os
-import resource
+import pstats
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,142 +52,126 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _frames_table import connect, ensure_table
+from _frames_table import TABLES, Meter, connect, ensure_table
 
-WAYS = ("read_cql", "read_cql, Python decoder", "pandas_factory", "DataFrame(list(rows))")
-#: Environment for a way's process: the Python decoder is read_cql with the compiled page
+READ_CQL = "read_cql"
+PYTHON = "read_cql, Python decoder"
+BASELINE = "pandas_factory"
+PAGES_ONLY = "pages only"
+WAYS = (READ_CQL, PYTHON, BASELINE, "DataFrame(list(rows))", PAGES_ONLY)
+#: How much less CPU per row than pandas_factory read_cql must use, per table.
+CPU_TARGETS = {"mixed": 3.0, "numeric": 10.0}
+#: Peak RSS growth of read_cql, at most, in frames' deep sizes.
+RSS_TARGET = 1.5
+#: Environment of a way's process: the Python decoder is read_cql with the compiled page
 #: decoder turned off.
-_ENVIRONMENT = {"read_cql, Python decoder": {"CASSNB_NO_NATIVE": "1"}}
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+_ENVIRONMENT = {PYTHON: {"CASSNB_NO_NATIVE": "1"}}
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * _PAGE
+# --- one way, in its own process -----------------------------------------------------------
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class _Meter:
-    """Measures a read from its creation (just before the read) to ``result``."""
-
-    def __init__(self) -> None:
-        gc.collect()
-        self._rss_before = _rss()
-        self._cpu_before = _cpu()
-        self._started = time.perf_counter()
-
-    def result(self, frame: pd.DataFrame) -> dict[str, Any]:
-        wall = time.perf_counter() - self._started
-        cpu = _cpu() - self._cpu_before
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return {
-            "rows": len(frame),
-            "cpu_s": cpu,
-            "wall_s": wall,
-            "rss_before": self._rss_before,
-            "peak_growth": peak - self._rss_before,
-            "deep": int(frame.memory_usage(deep=True).sum()),
-            "dtypes": sorted({str(dtype) for dtype in frame.dtypes}),
-        }
-
-
-def _measure(read: Callable[[], pd.DataFrame]) -> dict[str, Any]:
-    meter = _Meter()
-    return meter.result(read())
-
-
-def _read_cql(hosts: list[str], port: int, table: str, fetch_size: int) -> dict[str, Any]:
+def _read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     import cassnb
 
     async def run() -> dict[str, Any]:
         async with (
-            cassnb.AsyncCluster(hosts, port=port) as cluster,
+            cassnb.AsyncCluster([host], port=port) as cluster,
             await cluster.connect() as session,
         ):
             await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
-            meter = _Meter()
+            meter = Meter()
             frame = await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=fetch_size)
             return meter.result(frame)
 
     return asyncio.run(run())
 
 
-def _pandas_factory(hosts: list[str], port: int, table: str, fetch_size: int) -> dict[str, Any]:
+def _native_read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+    from cassnb import _columnar
+
+    if not _columnar.native_available():
+        raise SystemExit("the compiled page decoder is not built: pip install -e . with a compiler")
+    return _read_cql(host, port, table, fetch_size)
+
+
+def _pandas_factory(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     from cassandra.query import SimpleStatement
 
     def pandas_factory(colnames: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
         return pd.DataFrame(rows, columns=colnames)
 
-    cluster = connect(hosts, port, row_factory=pandas_factory)
+    cluster = connect([host], port, row_factory=pandas_factory)
     try:
         session = cluster.connect()
         session.execute(f"SELECT * FROM {table} LIMIT 10")
-
-        def read() -> pd.DataFrame:
-            result = session.execute(
-                SimpleStatement(f"SELECT * FROM {table}", fetch_size=fetch_size)
-            )
-            pages = [result._current_rows]
-            while result.has_more_pages:
-                result.fetch_next_page()
-                pages.append(result._current_rows)
-            return pd.concat(pages, ignore_index=True)
-
-        return _measure(read)
+        meter = Meter()
+        result = session.execute(SimpleStatement(f"SELECT * FROM {table}", fetch_size=fetch_size))
+        pages = [result._current_rows]
+        while result.has_more_pages:
+            result.fetch_next_page()
+            pages.append(result._current_rows)
+        return meter.result(pd.concat(pages, ignore_index=True))
     finally:
         cluster.shutdown()
 
 
-def _dataframe_of_rows(hosts: list[str], port: int, table: str, fetch_size: int) -> dict[str, Any]:
+def _dataframe_of_rows(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     from cassandra.query import SimpleStatement
 
-    cluster = connect(hosts, port)
+    cluster = connect([host], port)
     try:
         session = cluster.connect()
         session.execute(f"SELECT * FROM {table} LIMIT 10")
-
-        def read() -> pd.DataFrame:
-            statement = SimpleStatement(f"SELECT * FROM {table}", fetch_size=fetch_size)
-            return pd.DataFrame(list(session.execute(statement)))
-
-        return _measure(read)
+        meter = Meter()
+        statement = SimpleStatement(f"SELECT * FROM {table}", fetch_size=fetch_size)
+        return meter.result(pd.DataFrame(list(session.execute(statement))))
     finally:
         cluster.shutdown()
 
 
-_RUNNERS = {
-    "read_cql": _read_cql,
-    "read_cql, Python decoder": _read_cql,
-    "pandas_factory": _pandas_factory,
+def _pages_only(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+    import cassnb
+
+    async def run() -> dict[str, Any]:
+        async with (
+            cassnb.AsyncCluster([host], port=port) as cluster,
+            await cluster.connect() as session,
+        ):
+            await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
+            meter = Meter()
+            rows = 0
+            config = cassnb.StreamConfig(fetch_size=fetch_size)
+            stream = await session.execute_stream(f"SELECT * FROM {table}", stream_config=config)
+            async with stream:
+                async for page in stream.pages():
+                    rows += len(page)
+            return meter.result(rows=rows)
+
+    return asyncio.run(run())
+
+
+_RUNNERS: dict[str, Callable[[str, int, str, int], dict[str, Any]]] = {
+    READ_CQL: _native_read_cql,
+    PYTHON: _read_cql,
+    BASELINE: _pandas_factory,
     "DataFrame(list(rows))": _dataframe_of_rows,
+    PAGES_ONLY: _pages_only,
 }
 
 
 def _in_subprocess(way: str, args: argparse.Namespace, table: str) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        __file__,
-        "--run",
-        way,
-        "--table",
-        table,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-        "--fetch-size",
-        str(args.fetch_size),
-    ]
-    environment = {**os.environ, **_ENVIRONMENT.get(way, {})}
+    command = [sys.executable, __file__, "--run", way, "--table", table]
+    command += ["--host", args.host, "--port", str(args.port), "--fetch-size", str(args.fetch_size)]
+    environment = {**os.environ, "CASSNB_NO_NATIVE": "", **_ENVIRONMENT.get(way, {})}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if done.returncode != 0:
-        raise SystemExit(f"{way} failed:\n{done.stderr}")
+        raise SystemExit(f"{way} on {table} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+# --- report --------------------------------------------------------------------------------
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -185,72 +181,124 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _report(results: dict[str, dict[str, Any]], repeat: int) -> None:
+def _report(results: dict[str, dict[str, dict[str, Any]]], repeat: int) -> None:
     mb = 1024 * 1024
     print()
     print(
-        f"{'way':<24}{'rows':>10}{'CPU us/row':>12}{'wall s':>9}"
-        f"{'peak RSS +MB':>14}{'frame MB':>10}{'peak/frame':>12}"
+        f"{'table':<9}{'way':<26}{'rows':>11}{'CPU us/row':>12}{'wall s':>8}{'peak +MB':>10}"
+        f"{'deep MB':>9}{'full MB':>9}{'peak/deep':>11}{'peak/full':>11}"
     )
-    for way, result in results.items():
-        rows = result["rows"]
-        print(
-            f"{way:<24}{rows:>10,}{result['cpu_s'] / rows * 1e6:>12.2f}{result['wall_s']:>9.2f}"
-            f"{result['peak_growth'] / mb:>14.1f}{result['deep'] / mb:>10.1f}"
-            f"{result['peak_growth'] / result['deep']:>12.2f}"
-        )
+    for table, ways in results.items():
+        for way, r in ways.items():
+            line = f"{table:<9}{way:<26}{r['rows']:>11,}{r['cpu_s'] / r['rows'] * 1e6:>12.3f}"
+            line += f"{r['wall_s']:>8.1f}{r['peak_growth'] / mb:>10.0f}"
+            if "deep" in r:
+                line += (
+                    f"{r['deep'] / mb:>9.0f}{r['full'] / mb:>9.0f}"
+                    f"{r['peak_growth'] / r['deep']:>11.2f}{r['peak_growth'] / r['full']:>11.2f}"
+                )
+            print(line)
     if repeat > 1:
         print(f"(median of {repeat} runs of each way, each run in a fresh process)")
-    base = results["pandas_factory"]
-    if base["dtypes"] == ["object"]:
+    for table, ways in results.items():
+        base = ways[BASELINE]
+        print()
+        print(f"{table}: CPU per row of pandas_factory / each way (higher is better):")
+        for way, r in ways.items():
+            if way != BASELINE:
+                print(f"  {way:<26}{base['cpu_s'] / r['cpu_s']:>6.1f}x")
+        ours = ways[READ_CQL]
+        factor = base["cpu_s"] / ours["cpu_s"]
+        target = CPU_TARGETS[table]
         print(
-            "(pandas_factory's frame is all object: its last page came back empty, and "
-            "pd.concat with an empty untyped page turns every column to object)"
+            f"{table}: read_cql uses {factor:.1f}x less CPU per row than pandas_factory "
+            f"(target >= {target:.0f}x: {'met' if factor >= target else 'NOT met'})"
         )
-    print()
-    print("ratios to pandas_factory (lower is better):")
-    for way, result in results.items():
-        if way == "pandas_factory":
-            continue
+        ratio = ours["peak_growth"] / ours["deep"]
         print(
-            f"  {way:<22} CPU/row x{result['cpu_s'] / base['cpu_s']:.2f}   "
-            f"wall x{result['wall_s'] / base['wall_s']:.2f}   "
-            f"peak RSS growth x{result['peak_growth'] / base['peak_growth']:.2f}   "
-            f"frame x{result['deep'] / base['deep']:.2f}"
+            f"{table}: read_cql peak RSS growth = {ratio:.2f}x the frame's deep size "
+            f"(target <= {RSS_TARGET}: {'met' if ratio <= RSS_TARGET else 'NOT met'}); "
+            f"{ours['peak_growth'] / ours['full']:.2f}x its full size"
         )
-    for way in ("read_cql", "read_cql, Python decoder"):
-        ours = results[way]
-        print(
-            f"{way}: CPU/row <= pandas_factory's: "
-            f"{'yes' if ours['cpu_s'] <= base['cpu_s'] else 'NO'}; peak RSS growth / frame = "
-            f"{ours['peak_growth'] / ours['deep']:.2f} (target <= 2.5)"
-        )
-    print()
-    for way, result in results.items():
-        print(f"dtypes, {way}: {', '.join(result['dtypes'])}")
+        if base["dtypes"] == ["object"]:
+            print(
+                f"{table}: (pandas_factory's frame is all object: its last page came back "
+                "empty, and pd.concat with an empty untyped page turns every column to object)"
+            )
+        print(f"{table}: read_cql dtypes: {', '.join(ours['dtypes'])}")
+
+
+# --- profile -------------------------------------------------------------------------------
+
+
+def _profile(args: argparse.Namespace, table: str) -> None:
+    """cProfile read_cql on every thread, each against its own CPU clock, and print each."""
+    import cassnb
+
+    profiles: list[tuple[str, cProfile.Profile]] = []
+
+    def start_in_new_thread(*_: Any) -> None:
+        # The driver starts its I/O thread on connect: profile it from its first call.
+        profiler = cProfile.Profile(time.thread_time)
+        profiles.append((threading.current_thread().name, profiler))
+        sys.setprofile(None)
+        profiler.enable()
+
+    async def run() -> None:
+        async with (
+            cassnb.AsyncCluster([args.host], port=args.port) as cluster,
+            await cluster.connect() as session,
+        ):
+            await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
+            for _, profiler in profiles:
+                profiler.clear()
+            loop_thread = cProfile.Profile(time.thread_time)
+            profiles.append(("asyncio loop", loop_thread))
+            loop_thread.enable()
+            await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=args.fetch_size)
+            loop_thread.disable()
+            for name, profiler in profiles:
+                profiler.disable()
+                out = io.StringIO()
+                stats = pstats.Stats(profiler, stream=out)
+                if stats.total_tt > 0.01:
+                    print(f"=== thread {name}: {stats.total_tt:.3f} s of CPU")
+                    stats.sort_stats("tottime").print_stats(25)
+                    print(out.getvalue())
+
+    threading.setprofile(start_in_new_thread)
+    asyncio.run(run())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per table")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9042)
-    parser.add_argument("--fetch-size", type=int, default=5000)
+    parser.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES))
+    parser.add_argument("--fetch-size", type=int, default=5000, help="rows per page, every way")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each way (median)")
+    parser.add_argument("--profile", choices=list(TABLES), help="profile read_cql instead")
     parser.add_argument("--run", choices=WAYS, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        result = _RUNNERS[args.run]([args.host], args.port, args.table, args.fetch_size)
+        result = _RUNNERS[args.run](args.host, args.port, args.table, args.fetch_size)
         print(json.dumps(result))
         return
-    table = ensure_table([args.host], args.port, args.rows)
-    runs: dict[str, list[dict[str, Any]]] = {way: [] for way in WAYS}
+    tables = args.tables if args.profile is None else [args.profile]
+    names = {table: ensure_table([args.host], args.port, args.rows, table) for table in tables}
+    if args.profile is not None:
+        _profile(args, names[args.profile])
+        return
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {w: [] for w in WAYS} for t in names}
     for round_number in range(args.repeat):
-        for way in WAYS:
-            print(f"run {round_number + 1}/{args.repeat}: {way} ...", flush=True)
-            runs[way].append(_in_subprocess(way, args, table))
-    _report({way: _median(results) for way, results in runs.items()}, args.repeat)
+        for table, name in names.items():
+            for way in WAYS:
+                print(f"run {round_number + 1}/{args.repeat}: {table}: {way} ...", flush=True)
+                runs[table][way].append(_in_subprocess(way, args, name))
+    results = {t: {w: _median(r) for w, r in ways.items()} for t, ways in runs.items()}
+    _report(results, args.repeat)
 
 
 if __name__ == "__main__":
