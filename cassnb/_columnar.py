@@ -26,7 +26,7 @@ import struct
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias, cast, overload
 
 from cassandra.cluster import _NOT_SET, EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.protocol import RESULT_KIND_ROWS, ProtocolHandler, ResultMessage
@@ -43,6 +43,7 @@ __all__ = [
     "NativeDecoder",
     "RawPage",
     "decode_page",
+    "join_adjacent",
     "native_available",
     "page_decoder",
     "start_request",
@@ -291,13 +292,16 @@ class _KeepRaw:
     From then on, each page is decoded into rows when it arrives, as without this module.
     """
 
-    __slots__ = ("row_factory", "rows_wanted", "slabs")
+    __slots__ = ("joined", "row_factory", "rows_wanted", "slabs")
 
     def __init__(self, row_factory: Callable[[list[str], list[Any]], Any]) -> None:
         self.row_factory = row_factory
         self.rows_wanted = False
-        #: Where the request's pages take their column buffers, by column position.
-        self.slabs: dict[int, _Slab] = {}
+        #: Where the request's pages take their column buffers (values, then NULL masks),
+        #: by column position.
+        self.slabs: dict[int, tuple[_Slab, _Slab]] = {}
+        #: Every page is joined into one frame: cut each column's pages end to end.
+        self.joined = False
 
     def __call__(self, column_names: list[str], rows: Any) -> Any:
         if not isinstance(rows, RawPage):
@@ -379,12 +383,13 @@ class _Plan:
         #: Its pages' arrays are copied into one when a frame is joined (numpy columns).
         self.joined = joined
 
-    def allocate(self, rows: int, size: int, slab: _Slab | None) -> tuple[Any, ...] | None:
+    def allocate(
+        self, rows: int, size: int, slabs: tuple[_Slab, _Slab] | None
+    ) -> tuple[Any, ...] | None:
         """Return the output buffers fill() writes this column into."""
-        if slab is not None and self.values is not None:
-            width = self.values.itemsize
-            values = slab.take(rows * width)
-            mask = slab.take(rows)
+        if slabs is not None and self.values is not None:
+            values = slabs[0].take(rows * self.values.itemsize)
+            mask = slabs[1].take(rows)
             if values is not None and mask is not None:
                 return values.view(self.values), mask.view(bool)
         buffers = _buffers(self.kind, rows, size, wide=self.wide)
@@ -401,30 +406,60 @@ class _Slab:
     medium blocks), so the join would need the frame's size a second time. Buffers cut
     from mappings give their memory back to the system when a joined column lets go of
     its pages. A mapping is released when every array cut from it is gone.
+
+    A ``contiguous`` slab, for a read whose pages all end up in one frame, cuts them end
+    to end from one large reservation of address space (the kernel only backs what is
+    written), so that joining a column's pages is a view of them (:func:`join_adjacent`):
+    no copy, and no second frame's worth of memory.
     """
 
-    __slots__ = ("region", "used")
+    __slots__ = ("contiguous", "region", "used")
 
-    def __init__(self) -> None:
+    def __init__(self, contiguous: bool = False) -> None:
+        self.contiguous = contiguous
         self.region: Any = None
         self.used = 0
 
     def take(self, nbytes: int) -> Any:
         """Return ``nbytes`` of fresh memory as uint8, or None to use the heap instead."""
-        # Each buffer starts on a 64-byte boundary, as numpy and Arrow like them.
-        step = (nbytes + 63) & ~63
+        # Each buffer starts on a 64-byte boundary, as numpy and Arrow like them; buffers
+        # cut end to end are aligned to their item size, which is all numpy needs.
+        step = nbytes if self.contiguous else (nbytes + 63) & ~63
         region = self.region
         if region is None or self.used + step > len(region):
-            region = _mapping(max(step, _SLAB_BYTES))
+            region = None
+            skip = 0
+            if self.contiguous:
+                region = _mapping(max(step, _RESERVED_BYTES) + 4096, populate=False)
+                # Mappings start on page boundaries: start each column's data at another
+                # offset within the page, or the same row of every column would fall in
+                # one set of the CPU cache, which then keeps evicting them.
+                _stagger[0] = skip = (_stagger[0] + 7 * 64) % 4096
+            if region is None:
+                region = _mapping(max(step, _SLAB_BYTES))
             if region is None:
                 return None
-            self.region, self.used = region, 0
+            self.region, self.used = region, skip
         start = self.used
         self.used = start + step
+        if self.contiguous and _populate[0]:
+            # One call that backs the buffer with memory costs less than a page fault
+            # for every 4 KiB of it while the decoder writes.
+            first = start & ~4095
+            try:
+                region.base.obj.madvise(_MADV_POPULATE_WRITE, first, start + nbytes - first)
+            except (OSError, AttributeError, ValueError):
+                _populate[0] = False  # a kernel before 5.14, or not a mapping
         return region[start : start + nbytes]
 
 
+_MADV_POPULATE_WRITE: Final = 23
+_populate = [True]
 _SLAB_BYTES: Final = 256 * 1024
+#: Address space reserved per column buffer of a joined read: pages of memory are only
+#: used as rows are written, and a column that outgrows it goes on in a new reservation.
+_RESERVED_BYTES: Final = 1 << 30
+_stagger = [0]
 #: Pages smaller than this stay on the heap: a mapping would cost more than it saves.
 _SLAB_MIN_ROWS: Final = 1024
 _MAPPINGS_MAX: Final = 16_384
@@ -435,7 +470,7 @@ def _unmapped() -> None:
     _mappings[0] -= 1
 
 
-def _mapping(nbytes: int) -> Any:
+def _mapping(nbytes: int, *, populate: bool = True) -> Any:
     """Return an anonymous mapping of ``nbytes`` as a uint8 array, or None if none is left."""
     import mmap
 
@@ -444,8 +479,10 @@ def _mapping(nbytes: int) -> Any:
     # The kernel caps how many mappings a process has; stay far below it.
     if _mappings[0] >= _MAPPINGS_MAX:
         return None
-    # Faulting the pages in with the mapping is cheaper than one fault per page later.
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if populate:
+        # Faulting the pages in with the mapping is cheaper than one fault per page later.
+        flags |= getattr(mmap, "MAP_POPULATE", 0)
     try:
         mapping = mmap.mmap(-1, nbytes, flags=flags)
     except OSError:
@@ -763,13 +800,15 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
         sizes = None
     plans = layout.plans
     outs: list[tuple[Any, ...] | None] = [None] * len(metadata)
-    slabs = page.source.slabs if page.source is not None and rows >= _SLAB_MIN_ROWS else None
+    source = page.source
+    slabs = source.slabs if source is not None and rows >= _SLAB_MIN_ROWS else None
     for position, plan in plans.items():
         slab = None
         if slabs is not None and plan.joined:
             slab = slabs.get(position)
             if slab is None:
-                slab = slabs[position] = _Slab()
+                assert source is not None
+                slab = slabs[position] = (_Slab(source.joined), _Slab(source.joined))
         outs[position] = plan.allocate(rows, 0 if sizes is None else sizes[position], slab)
     objects, nulls = c.fill(body, start, layout.kinds, rows, outs)
     arrays: list[Column] = []
@@ -807,6 +846,68 @@ class NativeDecoder:
             return decode_page(rows, schema)
         except ValueError as exc:
             raise CassandraError(f"could not decode a result page: {exc}") from exc
+
+    def decode_for_join(self, rows: Sequence[Sequence[Any]], schema: FrameSchema) -> list[Column]:
+        """Decode a page of a result whose pages are all joined into one frame.
+
+        The result's numpy columns are then cut end to end, so that :func:`join_adjacent`
+        joins them without a copy.
+        """
+        if isinstance(rows, RawPage) and rows.source is not None:
+            rows.source.joined = True
+        return self.decode(rows, schema)
+
+
+def _root(array: np.ndarray[Any, Any]) -> Any:
+    """Return the array whose memory ``array`` views (itself if it owns its memory)."""
+    import numpy as np
+
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _adjacent(arrays: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any] | None:
+    """Return one view of 1-d arrays that lie end to end in one buffer, else None."""
+    import numpy as np
+
+    first = arrays[0]
+    root = _root(first)
+    if root.dtype != np.uint8 or root.ndim != 1 or not root.flags.c_contiguous:
+        return None
+    start = end = first.__array_interface__["data"][0]
+    for array in arrays:
+        if (
+            array.dtype != first.dtype
+            or array.ndim != 1
+            or not array.flags.c_contiguous
+            or array.__array_interface__["data"][0] != end
+            or _root(array) is not root
+        ):
+            return None
+        end += array.nbytes
+    offset = start - root.__array_interface__["data"][0]
+    joined: np.ndarray[Any, Any] = root[offset : offset + end - start].view(first.dtype)
+    return joined
+
+
+def join_adjacent(chunks: Sequence[Column]) -> Column | None:
+    """Join a column's pages without copying when they lie end to end; else return None.
+
+    Pages decoded with ``decode_for_join`` do, for the masked numpy columns.
+    """
+    import pandas as pd
+
+    first = chunks[0]
+    masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
+    if not isinstance(first, masked) or any(type(chunk) is not type(first) for chunk in chunks):
+        return None
+    parts = cast(Sequence[Any], chunks)
+    values = _adjacent([chunk._data for chunk in parts])
+    mask = _adjacent([chunk._mask for chunk in parts]) if values is not None else None
+    if values is None or mask is None:
+        return None
+    return type(first)(values, mask)
 
 
 def page_decoder(rows_decoder: PageDecoder) -> PageDecoder:

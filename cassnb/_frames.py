@@ -1,8 +1,9 @@
 """Query results streamed into pandas, and DataFrames written back with prepared inserts.
 
 ``read_cql`` reads a result page by page: each page becomes typed columns (dtypes from
-the result metadata, see ``cassnb._types``), and the columns are concatenated once at the
-end, so no list of every row is ever held. ``write_frame`` binds a frame column-wise to a
+the result metadata, see ``cassnb._types``), and the columns are joined once at the end,
+so no list of every row is ever held (the compiled decoder lays a read's numpy columns
+out end to end, so that joining them copies nothing). ``write_frame`` binds a frame column-wise to a
 prepared INSERT and runs it at bounded concurrency; missing values are left unset, so a
 write never creates tombstones unless asked to.
 
@@ -86,6 +87,9 @@ def _frame(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
 def _concat(chunks: list[Column]) -> Column:
     if len(chunks) == 1:
         return chunks[0]
+    joined = _columnar.join_adjacent(chunks)
+    if joined is not None:
+        return joined
     first = chunks[0]
     if isinstance(first, np.ndarray):
         return np.concatenate(chunks)  # type: ignore[arg-type]
@@ -192,6 +196,9 @@ async def _collect(
     schema: FrameSchema | None = None
     chunks: list[list[Column]] = []
     rows = 0
+    # Every page ends up in the one frame: a decoder that can lay them out for a join
+    # without copies is told so.
+    decode = getattr(page_decoder, "decode_for_join", page_decoder.decode)
     async with _pages(stream) as pages:
         with _untraced_by_gc() as spare_kept_objects:
             async for page in pages:
@@ -201,9 +208,7 @@ async def _collect(
                 if max_rows is not None and rows + len(page) > max_rows:
                     page = page[: max_rows - rows]
                 if page:
-                    for column, array in zip(
-                        chunks, page_decoder.decode(page, schema), strict=True
-                    ):
+                    for column, array in zip(chunks, decode(page, schema), strict=True):
                         column.append(array)
                     spare_kept_objects()
                     rows += len(page)

@@ -1,0 +1,111 @@
+"""Pages of one frame laid end to end: joining their numpy columns copies nothing."""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from _native_pages import assert_same_columns, raw_page
+from cassandra import cqltypes
+
+from cassnb import _columnar, _frames
+from cassnb._types import ColumnwiseDecoder, FrameSchema
+
+pytestmark = pytest.mark.skipif(
+    not _columnar.native_available(), reason="the compiled decoder is not built"
+)
+
+TYPES = [
+    cqltypes.Int32Type,
+    cqltypes.LongType,
+    cqltypes.FloatType,
+    cqltypes.BooleanType,
+    cqltypes.ByteType,
+    cqltypes.UTF8Type,
+]
+
+
+def _rows(start: int, count: int) -> list[list[Any]]:
+    return [
+        [
+            None if i % 7 == 0 else i,
+            i * 1_000_003,
+            i / 4,
+            None if i % 5 == 0 else i % 2 == 0,
+            i % 100,
+            f"r{i}",
+        ]
+        for i in range(start, start + count)
+    ]
+
+
+def _pages(count: int, rows: int) -> tuple[list[_columnar.RawPage], FrameSchema]:
+    source = _columnar._KeepRaw(lambda names, rows: rows)
+    pages = []
+    for number in range(count):
+        page = source(["a", "b", "c", "d", "e", "f"], raw_page(TYPES, _rows(number * rows, rows)))
+        assert isinstance(page, _columnar.RawPage)
+        pages.append(page)
+    schema = FrameSchema.from_metadata(
+        pages[0].column_names, pages[0].column_types, "numpy_nullable"
+    )
+    return pages, schema
+
+
+def _mapping_of(array: np.ndarray[Any, Any]) -> Any:
+    base: Any = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        parent = getattr(base, "base", None)
+        base = getattr(base, "obj", None) if parent is None else parent
+    return base
+
+
+def _joined(decode: Any, pages: list[_columnar.RawPage], schema: FrameSchema) -> list[Any]:
+    columns: list[list[Any]] = [[] for _ in schema.names]
+    for page in pages:
+        for column, array in zip(columns, decode(page, schema), strict=True):
+            column.append(array)
+    return [_frames._concat(column) for column in columns]
+
+
+def test_joined_pages_are_one_view_of_one_mapping() -> None:
+    pages, schema = _pages(4, 2000)
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    joined = _joined(decoder.decode_for_join, pages, schema)
+    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
+    assert_same_columns(joined, reference)
+    for array in joined[:5]:
+        assert isinstance(
+            array, pd.arrays.IntegerArray | pd.arrays.FloatingArray | pd.arrays.BooleanArray
+        )
+        assert _mapping_of(array._data) is not None
+        assert _mapping_of(array._mask) is not None
+    # Each column's values, and its NULL mask, lie in a mapping of their own.
+    owners = {id(_mapping_of(array._data)) for array in joined[:5]}
+    owners |= {id(_mapping_of(array._mask)) for array in joined[:5]}
+    assert len(owners) == 10
+
+
+def test_pages_not_laid_end_to_end_are_copied() -> None:
+    pages, schema = _pages(3, 2000)
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    chunks = [decoder.decode(page, schema)[0] for page in pages]
+    assert _columnar.join_adjacent(chunks) is None
+    joined = _frames._concat(chunks)
+    assert joined.tolist() == [pd.NA if i % 7 == 0 else i for i in range(6000)]
+
+
+def test_adjacent_views_of_other_buffers_are_not_taken_for_one() -> None:
+    left = np.arange(10, dtype=np.int32)
+    right = np.arange(10, 20, dtype=np.int32)
+    mask = np.zeros(10, dtype=bool)
+    chunks = [pd.arrays.IntegerArray(left, mask), pd.arrays.IntegerArray(right, mask)]
+    assert _columnar.join_adjacent(chunks) is None
+    region = np.zeros(80, dtype=np.uint8)
+    assert _columnar._adjacent([region[:40].view(np.int32), region[40:].view(np.int64)]) is None
+    assert _columnar._adjacent([region[:40].view(np.int32), region[44:].view(np.int32)]) is None
+    whole = _columnar._adjacent([region[:40].view(np.int32), region[40:].view(np.int32)])
+    assert whole is not None and len(whole) == 20 and np.shares_memory(whole, region)
