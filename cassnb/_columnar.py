@@ -364,7 +364,7 @@ Build: TypeAlias = "Callable[[_Decoded], Column]"
 class _Plan:
     """How one result column is decoded: the C kind, its buffers, what builds its array."""
 
-    __slots__ = ("build", "joined", "kind", "values", "wide")
+    __slots__ = ("build", "joined", "kept", "kind", "values", "wide")
 
     def __init__(
         self,
@@ -372,6 +372,7 @@ class _Plan:
         build: Build,
         values: Any = None,
         wide: bool = False,
+        kept: bool = False,
         joined: bool = False,
     ) -> None:
         self.kind = kind
@@ -380,18 +381,31 @@ class _Plan:
         self.values = values
         #: Variable-length data with int64 offsets (Arrow's large types).
         self.wide = wide
-        #: Its pages' arrays are copied into one when a frame is joined (numpy columns).
+        #: The built array holds the buffers C writes (not a copy): they live as long as
+        #: the frame, so they come from slabs.
+        self.kept = kept
+        #: Its pages' arrays are joined into one when a frame is joined (numpy columns):
+        #: a read that joins every page cuts them end to end (see _Slab).
         self.joined = joined
 
     def allocate(
         self, rows: int, size: int, slabs: tuple[_Slab, _Slab] | None
     ) -> tuple[Any, ...] | None:
         """Return the output buffers fill() writes this column into."""
+        import numpy as np
+
         if slabs is not None and self.values is not None:
             values = slabs[0].take(rows * self.values.itemsize)
             mask = slabs[1].take(rows)
             if values is not None and mask is not None:
                 return values.view(self.values), mask.view(bool)
+        elif slabs is not None and self.kind in _SCANNED and self.kind != _RAW:
+            offset_type = np.dtype(np.int64 if self.wide else np.int32)
+            offsets = slabs[0].take((rows + 1) * offset_type.itemsize)
+            data = slabs[1].take(size)
+            if offsets is not None and data is not None:
+                # The NULL mask only serves to build the validity bitmap: the heap will do.
+                return offsets.view(offset_type), data, np.empty(rows, np.bool_)
         buffers = _buffers(self.kind, rows, size, wide=self.wide)
         if buffers is not None and self.values is not None:
             return buffers[0].view(self.values), buffers[1]
@@ -574,8 +588,11 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
         assert d.objects is not None
         return d.codec.to_array(d.objects)
 
-    def fixed(kind: int, values: Any, build: Build) -> _Plan:
-        return _Plan(kind, build, values=np.dtype(values), joined=build is not _arrow_fixed)
+    def fixed(kind: int, values: Any, build: Build, *, copied: bool = False) -> _Plan:
+        # Arrow columns are built from copies, as are those whose build makes new arrays
+        # (``copied``): their buffers are scratch, freed with the page.
+        kept = build is not _arrow_fixed and not copied
+        return _Plan(kind, build, values=np.dtype(values), kept=kept, joined=kept)
 
     integers = masked(pd.arrays.IntegerArray)
     floats = masked(pd.arrays.FloatingArray)
@@ -583,8 +600,8 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
     storage: Literal["python", "pyarrow"] = "pyarrow" if pyarrow else "python"
     string_dtype = pd.StringDtype(storage, na_value=pd.NA)
     if pyarrow:
-        text = _Plan(c.K_UTF8, _large_strings, wide=True)
-        ascii_text = _Plan(c.K_ASCII, _large_strings, wide=True)
+        text = _Plan(c.K_UTF8, _large_strings, wide=True, kept=True)
+        ascii_text = _Plan(c.K_ASCII, _large_strings, wide=True, kept=True)
     else:
         text = _Plan(c.K_UTF8_OBJ, from_objects)
         ascii_text = _Plan(c.K_ASCII_OBJ, from_objects)
@@ -602,8 +619,11 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
             pd.BooleanDtype(),
             fixed(c.K_BOOL, np.bool_, masked(pd.arrays.BooleanArray)),
         ),
-        "timestamp": (pd.DatetimeTZDtype("ms", "UTC"), fixed(c.K_FIX8, np.int64, timestamps)),
-        "date": (np.dtype("datetime64[s]"), fixed(c.K_DATE, np.int32, dates)),
+        "timestamp": (
+            pd.DatetimeTZDtype("ms", "UTC"),
+            fixed(c.K_FIX8, np.int64, timestamps, copied=True),
+        ),
+        "date": (np.dtype("datetime64[s]"), fixed(c.K_DATE, np.int32, dates, copied=True)),
         "time": (np.dtype("timedelta64[ns]"), fixed(c.K_FIX8, np.int64, times)),
         "text": (string_dtype, text),
         "varchar": (string_dtype, text),
@@ -620,7 +640,7 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
         return pd.ArrowDtype(arrow_type), fixed(kind, values, _arrow_fixed)
 
     def arrow_varlen(arrow_type: Any, kind: int) -> tuple[Any, _Plan]:
-        return pd.ArrowDtype(arrow_type), _Plan(kind, _arrow_strings)
+        return pd.ArrowDtype(arrow_type), _Plan(kind, _arrow_strings, kept=True)
 
     arrow_plans: dict[str, tuple[Any, _Plan]] = {
         "tinyint": arrow(pa.int8(), c.K_FIX1, np.int8),
@@ -804,11 +824,12 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     slabs = source.slabs if source is not None and rows >= _SLAB_MIN_ROWS else None
     for position, plan in plans.items():
         slab = None
-        if slabs is not None and plan.joined:
+        if slabs is not None and plan.kept:
             slab = slabs.get(position)
             if slab is None:
                 assert source is not None
-                slab = slabs[position] = (_Slab(source.joined), _Slab(source.joined))
+                contiguous = source.joined and plan.joined
+                slab = slabs[position] = (_Slab(contiguous), _Slab(contiguous))
         outs[position] = plan.allocate(rows, 0 if sizes is None else sizes[position], slab)
     objects, nulls = c.fill(body, start, layout.kinds, rows, outs)
     arrays: list[Column] = []
@@ -894,11 +915,14 @@ def _adjacent(arrays: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any] | 
 def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     """Join a column's pages without copying when they lie end to end; else return None.
 
-    Pages decoded with ``decode_for_join`` do, for the masked numpy columns.
+    Pages decoded with ``decode_for_join`` do, for the masked and plain numpy columns.
     """
+    import numpy as np
     import pandas as pd
 
     first = chunks[0]
+    if isinstance(first, np.ndarray):
+        return _adjacent(cast(Sequence[Any], chunks))
     masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
     if not isinstance(first, masked) or any(type(chunk) is not type(first) for chunk in chunks):
         return None

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
+from cassandra.util import Time
 
 from cassnb import _columnar, _frames
 from cassnb._types import ColumnwiseDecoder, FrameSchema
@@ -25,6 +26,7 @@ TYPES = [
     cqltypes.BooleanType,
     cqltypes.ByteType,
     cqltypes.UTF8Type,
+    cqltypes.TimeType,
 ]
 
 
@@ -37,6 +39,7 @@ def _rows(start: int, count: int) -> list[list[Any]]:
             None if i % 5 == 0 else i % 2 == 0,
             i % 100,
             f"r{i}",
+            Time(i * 1_000),
         ]
         for i in range(start, start + count)
     ]
@@ -46,7 +49,8 @@ def _pages(count: int, rows: int) -> tuple[list[_columnar.RawPage], FrameSchema]
     source = _columnar._KeepRaw(lambda names, rows: rows)
     pages = []
     for number in range(count):
-        page = source(["a", "b", "c", "d", "e", "f"], raw_page(TYPES, _rows(number * rows, rows)))
+        names = [f"c{index}" for index in range(len(TYPES))]
+        page = source(names, raw_page(TYPES, _rows(number * rows, rows)))
         assert isinstance(page, _columnar.RawPage)
         pages.append(page)
     schema = FrameSchema.from_metadata(
@@ -87,6 +91,9 @@ def test_joined_pages_are_one_view_of_one_mapping() -> None:
     owners = {id(_mapping_of(array._data)) for array in joined[:5]}
     owners |= {id(_mapping_of(array._mask)) for array in joined[:5]}
     assert len(owners) == 10
+    # A plain numpy column (time of day) too; text stays in Arrow chunks, one per page.
+    assert isinstance(joined[6], np.ndarray) and _mapping_of(joined[6]) is not None
+    assert joined[5]._pa_array.num_chunks == 4
 
 
 def test_pages_not_laid_end_to_end_are_copied() -> None:
