@@ -6,8 +6,9 @@ at a time into one buffer and, for every segment, copies the payload into a seco
 buffer and the rest of the first buffer into a fresh one; a multi-MB result page goes
 through thousands of small reads and a copy of the unread input per segment.
 
-:class:`SegmentReader` checks the segments where they lie in the read buffer, notes where
-their payloads are, and copies each frame body out once, when its last byte has arrived.
+:class:`SegmentReader` checks the segments where they lie in the read buffer (a
+:class:`ReadBuffer`, which keeps its capacity from frame to frame), notes where their
+payloads are, and copies each frame body out once, when its last byte has arrived.
 :func:`connection_class` returns the reactor class the driver would use, with that reader
 and 64 KiB socket reads. Compressed segments (LZ4, when the ``lz4`` package is there) and
 protocols before v5 keep the driver's own path.
@@ -16,7 +17,6 @@ protocols before v5 keep the driver's own path.
 from __future__ import annotations
 
 import functools
-import io
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
@@ -33,7 +33,7 @@ from cassandra.connection import (
 from cassandra.protocol import ProtocolVersion
 from cassandra.segment import CRC32_INITIAL, compute_crc24
 
-__all__ = ["SegmentReader", "connection_class"]
+__all__ = ["ReadBuffer", "SegmentReader", "connection_class"]
 
 #: Bytes read from the socket per call: a page arrives in tens of reads, not thousands.
 READ_SIZE: Final = 64 * 1024
@@ -44,6 +44,53 @@ _SEGMENT_TRAILER: Final = 4
 _PAYLOAD_LENGTH_MASK: Final = 0x1FFFF
 # A frame: version, flags, stream id, opcode, body length; big-endian.
 _FRAME_HEADER: Final = 1 + frame_header_v3.size
+
+
+class ReadBuffer:
+    """A connection's read buffer, written by the reactor, read in place by SegmentReader.
+
+    Unlike the driver's ``BytesIO``, which starts empty for every frame and grows by an
+    eighth at a time, it keeps its capacity from one frame to the next.
+    """
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, initial: bytes = b"") -> None:
+        self.data = bytearray(max(2 * READ_SIZE, len(initial)))
+        self.data[: len(initial)] = initial
+        #: How many bytes of ``data`` hold input.
+        self.size = len(initial)
+
+    def write(self, chunk: bytes) -> int:
+        """Append ``chunk`` (as the reactors write into the driver's buffer)."""
+        end = self.size + len(chunk)
+        if end > len(self.data):
+            self.data.extend(bytes(max(end, 2 * len(self.data)) - len(self.data)))
+        self.data[self.size : end] = chunk
+        self.size = end
+        return len(chunk)
+
+    def tell(self) -> int:
+        """Return how many bytes are held (the reactors' test for input)."""
+        return self.size
+
+    def getvalue(self) -> bytes:
+        """Return the bytes held (the driver logs them when a frame cannot be decoded)."""
+        return bytes(self.data[: self.size])
+
+    def drop(self, count: int) -> None:
+        """Forget the first ``count`` bytes, moving the rest to the front."""
+        rest = self.size - count
+        if rest:
+            self.data[:rest] = self.data[count : self.size]
+        self.size = rest
+        if len(self.data) > _KEPT_CAPACITY and rest <= _KEPT_CAPACITY // 2:
+            # A frame far larger than usual made it grow: give that memory back.
+            del self.data[max(rest, 2 * READ_SIZE) :]
+
+
+#: Capacity a read buffer keeps between frames; more is given back after a large frame.
+_KEPT_CAPACITY: Final = 8 * 1024 * 1024
 
 
 class SegmentReader:
@@ -71,35 +118,27 @@ class SegmentReader:
         """Whether nothing is held between reads (the driver's path may take over)."""
         return not self._spans and self._frame is None and self._next_segment == 0
 
-    def read(self, buffer: io.BytesIO, endpoint: Any) -> tuple[list[tuple[Any, bytes]], io.BytesIO]:
-        """Return the complete frames in ``buffer`` as ``(header, body)``, and the buffer
-        the reactor should write to next (``buffer``, or a new one holding the rest).
+    def read(self, buffer: ReadBuffer, endpoint: Any) -> list[tuple[Any, bytes]]:
+        """Return the complete frames in ``buffer`` as ``(header, body)``, and drop their
+        bytes from it.
 
         Raise ``CrcMismatchException`` or ``ProtocolError`` for corrupt input.
         """
-        view = buffer.getbuffer()
+        size = buffer.size
+        view = memoryview(buffer.data)
         try:
-            size = len(view)
             self._check_segments(view, size, endpoint)
             frames = self._frames(view)
-            spans = self._spans
-            keep = spans[0][0] if spans else self._next_segment
         finally:
             # Every slice of the view is gone by now, so the buffer can grow again.
             view.release()
-        if keep >= size:
-            self._spans.clear()
-            self._next_segment = 0
-            return frames, io.BytesIO()
-        if keep == 0:
-            return frames, buffer
-        # Start a new buffer with the unread rest: the read bytes before it are freed.
-        buffer.seek(keep)
-        rest = io.BytesIO()
-        rest.write(buffer.read())
-        self._spans = deque((start - keep, end - keep) for start, end in self._spans)
-        self._next_segment -= keep
-        return frames, rest
+        spans = self._spans
+        keep = spans[0][0] if spans else self._next_segment
+        if keep:
+            buffer.drop(keep)
+            self._spans = deque((start - keep, end - keep) for start, end in spans)
+            self._next_segment -= keep
+        return frames
 
     def _check_segments(self, view: memoryview, size: int, endpoint: Any) -> None:
         at = self._next_segment
@@ -196,8 +235,12 @@ class _SegmentReading:
             # through a frame it started before the switch.
             super().process_io_buffer()  # type: ignore[misc]
             return
+        buffer = io_buffer._io_buffer
+        if not isinstance(buffer, ReadBuffer):
+            # From now on the reactor writes into a ReadBuffer.
+            buffer = io_buffer._io_buffer = ReadBuffer(buffer.getvalue())
         try:
-            frames, io_buffer._io_buffer = reader.read(io_buffer._io_buffer, self.endpoint)
+            frames = reader.read(buffer, self.endpoint)
         except Exception as exc:
             self.defunct(exc)
             return

@@ -11,7 +11,7 @@ from cassandra.segment import Segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cassnb._connection import SegmentReader, connection_class
+from cassnb._connection import ReadBuffer, SegmentReader, connection_class
 
 _FRAME_HEADER = struct.Struct(">BBhBi")
 _RESPONSE_V5 = 0x80 | 5
@@ -33,13 +33,13 @@ def segments(*frames: bytes) -> bytes:
 def read_all(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
     """Feed ``data`` to a reader in reads ending at ``cuts``; return (stream, body) per frame."""
     reader = SegmentReader()
-    buffer = io.BytesIO()
+    buffer = ReadBuffer()
     got = []
     start = 0
     for end in [*sorted(cuts), len(data)]:
         buffer.write(data[start:end])
         start = end
-        frames, buffer = reader.read(buffer, "here")
+        frames = reader.read(buffer, "here")
         got += [(header.stream, body) for header, body in frames]
     assert buffer.tell() == 0, "every byte is used"
     assert reader.idle
@@ -80,21 +80,32 @@ def test_any_reads_give_the_same_frames(sizes: list[int], cuts: list[int]) -> No
 def test_the_unread_rest_is_kept_for_the_next_read() -> None:
     first, second = segments(frame(1, b"one")), segments(frame(2, body(200_000, 1)))
     reader = SegmentReader()
-    buffer = io.BytesIO()
+    buffer = ReadBuffer()
     buffer.write(first + second[:1000])
-    frames, buffer = reader.read(buffer, "here")
+    frames = reader.read(buffer, "here")
     assert [(h.stream, b) for h, b in frames] == [(1, b"one")]
     assert buffer.getvalue() == second[:1000]
     buffer.write(second[1000:])
-    frames, buffer = reader.read(buffer, "here")
+    frames = reader.read(buffer, "here")
     assert [(h.stream, b) for h, b in frames] == [(2, body(200_000, 1))]
+    assert buffer.tell() == 0
+
+
+def test_the_buffer_keeps_its_capacity_and_gives_back_a_huge_one() -> None:
+    buffer = ReadBuffer(b"abc")
+    capacity = len(buffer.data)
+    buffer.write(b"def")
+    buffer.drop(2)
+    assert buffer.getvalue() == b"cdef" and len(buffer.data) == capacity
+    buffer.write(bytes(20 * 1024 * 1024))
+    buffer.drop(buffer.tell() - 10)
+    assert buffer.tell() == 10 and len(buffer.data) == capacity
 
 
 def test_a_corrupt_payload_is_refused() -> None:
     data = bytearray(segments(frame(1, b"payload")))
     data[10] ^= 0xFF
-    buffer = io.BytesIO()
-    buffer.write(data)
+    buffer = ReadBuffer(bytes(data))
     with pytest.raises(CrcMismatchException, match="payload"):
         SegmentReader().read(buffer, "here")
 
@@ -102,8 +113,7 @@ def test_a_corrupt_payload_is_refused() -> None:
 def test_a_corrupt_segment_header_is_refused() -> None:
     data = bytearray(segments(frame(1, b"payload")))
     data[0] ^= 0x01
-    buffer = io.BytesIO()
-    buffer.write(data)
+    buffer = ReadBuffer(bytes(data))
     with pytest.raises(CrcMismatchException, match="header"):
         SegmentReader().read(buffer, "here")
 
@@ -111,8 +121,7 @@ def test_a_corrupt_segment_header_is_refused() -> None:
 def test_an_unknown_protocol_version_is_refused() -> None:
     message = bytearray(frame(1, b"x"))
     message[0] = 0x80 | 0x7E
-    buffer = io.BytesIO()
-    buffer.write(segments(bytes(message)))
+    buffer = ReadBuffer(segments(bytes(message)))
     with pytest.raises(ProtocolError, match="protocol version"):
         SegmentReader().read(buffer, "here")
 
