@@ -107,7 +107,9 @@ class AsyncCluster:
     arguments go to the driver's ``Cluster`` (``ssl_context``, ``connect_timeout``,
     ``auth_provider``, ...). The default execution profile routes token-aware within the
     local datacenter (``local_dc``, or the contact points' one) and returns ``Row``
-    objects; a lost node is retried every 2 seconds at most.
+    objects; a lost node is retried every 2 seconds at most. Connections are the driver's
+    own, reading responses in large chunks with cassnb's segment reader, unless
+    ``connection_class`` is given.
     """
 
     def __init__(
