@@ -28,7 +28,7 @@ from cassandra.query import PreparedStatement
 
 from cassnb._cluster import AsyncCluster
 from cassnb._errors import ConfigurationError
-from cassnb._frames import _check_backend, _table_parts
+from cassnb._frames import check_backend, table_parts
 from cassnb._scan import (
     TokenRange,
     check_columns,
@@ -261,12 +261,12 @@ def to_dask(
     ``username_env`` and ``password_env`` name environment variables that hold the
     credentials on the client and on every worker; the values never enter the graph.
     """
-    backend = _check_backend(dtype_backend)
+    backend = check_backend(dtype_backend)
     wanted = check_columns(columns)
-    if len(_table_parts(table)) != 1 or len(_table_parts(keyspace)) != 1:
+    if len(table_parts(table)) != 1 or len(table_parts(keyspace)) != 1:
         raise ConfigurationError("give the table and the keyspace as separate names")
-    [table_name] = _table_parts(table)
-    [keyspace_name] = _table_parts(keyspace)
+    [table_name] = table_parts(table)
+    [keyspace_name] = table_parts(keyspace)
     if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
         raise ConfigurationError(f"fetch_size must be a positive int, not {fetch_size!r}")
     source = Source(_contact_points(contact_points), port, local_dc, username_env, password_env)

@@ -53,7 +53,21 @@ if TYPE_CHECKING:
     from cassnb._session import AsyncSession, Consistency, Query
     from cassnb._stream import AsyncStreamingResultSet
 
-__all__ = ["WriteFrameError", "read_cql", "stream_frames", "stream_to_dataframe", "write_frame"]
+# Besides the public functions: the pieces read_table, to_dask and %%cql build frames with.
+__all__ = [
+    "Progress",
+    "WriteFrameError",
+    "bar_class",
+    "check_backend",
+    "collect_pages",
+    "concat_chunks",
+    "frame_of",
+    "read_cql",
+    "stream_frames",
+    "stream_to_dataframe",
+    "table_parts",
+    "write_frame",
+]
 
 Missing: TypeAlias = Literal["unset", "null"]
 
@@ -65,7 +79,7 @@ page_decoder: PageDecoder = _columnar.page_decoder(ColumnwiseDecoder())
 # --- reading -----------------------------------------------------------------------------
 
 
-def _check_backend(dtype_backend: str) -> DtypeBackend:
+def check_backend(dtype_backend: str) -> DtypeBackend:
     for backend in DTYPE_BACKENDS:
         if dtype_backend == backend:
             return backend
@@ -75,7 +89,7 @@ def _check_backend(dtype_backend: str) -> DtypeBackend:
     )
 
 
-def _frame(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
+def frame_of(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
     if not names:
         return pd.DataFrame()
     # Keyed by position so that duplicate column names (SELECT a, a) survive.
@@ -84,7 +98,7 @@ def _frame(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
     return frame
 
 
-def _concat(chunks: list[Column]) -> Column:
+def concat_chunks(chunks: list[Column]) -> Column:
     if len(chunks) == 1:
         return chunks[0]
     joined = _columnar.join_adjacent(chunks)
@@ -118,7 +132,7 @@ def _result_schema(
     return FrameSchema.from_metadata(names, types, dtype_backend, [position[n] for n in wanted])
 
 
-def _bar_class() -> type[tqdm[Any]]:
+def bar_class() -> type[tqdm[Any]]:
     """Return tqdm's widget bar inside a Jupyter kernel that has ipywidgets, else the text bar.
 
     What tqdm.auto does, minus its warning when ipywidgets is missing: the text bar
@@ -131,11 +145,11 @@ def _bar_class() -> type[tqdm[Any]]:
     return tqdm
 
 
-class _Progress:
+class Progress:
     """A tqdm bar of rows read, pages read and rows per second; silent when disabled."""
 
     def __init__(self, enabled: bool, total: int | None) -> None:
-        bar = _bar_class() if enabled else None
+        bar = bar_class() if enabled else None
         self._bar = bar(total=total, unit=" rows", unit_scale=True) if bar else None
         self._pages = 0
 
@@ -185,13 +199,13 @@ def _nothing() -> None:
     return None
 
 
-async def _collect(
+async def collect_pages(
     stream: AsyncStreamingResultSet,
     dtype_backend: DtypeBackend,
     *,
     wanted: Sequence[str] | None = None,
     max_rows: int | None = None,
-    progress: _Progress | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     schema: FrameSchema | None = None
     chunks: list[list[Column]] = []
@@ -219,20 +233,20 @@ async def _collect(
     if schema is None:
         schema = _result_schema(stream, dtype_backend, wanted)
     if rows == 0:
-        return _frame(schema.names, schema.empty_columns())
+        return frame_of(schema.names, schema.empty_columns())
     arrays = []
     for column in chunks:
-        arrays.append(_concat(column))
+        arrays.append(concat_chunks(column))
         # Free each column's pages as soon as it is joined: peak memory stays near one frame.
         column.clear()
-    return _frame(schema.names, arrays)
+    return frame_of(schema.names, arrays)
 
 
 async def stream_frames(
     stream: AsyncStreamingResultSet, *, dtype_backend: DtypeBackend = "numpy_nullable"
 ) -> AsyncIterator[pd.DataFrame]:
     """Yield one DataFrame per page of ``stream``; an empty result yields one empty frame."""
-    backend = _check_backend(dtype_backend)
+    backend = check_backend(dtype_backend)
     schema: FrameSchema | None = None
     empty = True
     async with _pages(stream) as pages:
@@ -241,18 +255,18 @@ async def stream_frames(
                 schema = _result_schema(stream, backend, None)
             if page:
                 empty = False
-                yield _frame(schema.names, page_decoder.decode(page, schema))
+                yield frame_of(schema.names, page_decoder.decode(page, schema))
     if empty:
         # So that pd.concat over the frames always has the result's columns and dtypes.
         schema = schema or _result_schema(stream, backend, None)
-        yield _frame(schema.names, schema.empty_columns())
+        yield frame_of(schema.names, schema.empty_columns())
 
 
 async def stream_to_dataframe(
     stream: AsyncStreamingResultSet, *, dtype_backend: DtypeBackend = "numpy_nullable"
 ) -> pd.DataFrame:
     """Read every remaining page of ``stream`` into one DataFrame."""
-    return await _collect(stream, _check_backend(dtype_backend))
+    return await collect_pages(stream, check_backend(dtype_backend))
 
 
 def _as_names(value: str | Sequence[str] | None, argument: str) -> list[str] | None:
@@ -284,7 +298,7 @@ async def read_cql(
     ``index_col`` makes one or more columns the index. A statement that returns no rows
     gives an empty DataFrame with no columns.
     """
-    backend = _check_backend(dtype_backend)
+    backend = check_backend(dtype_backend)
     if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
         raise ConfigurationError(f"fetch_size must be a positive int, not {fetch_size!r}")
     if max_rows is not None and (
@@ -307,13 +321,13 @@ async def read_cql(
     if max_rows is not None:
         # Ask for no more than is wanted: a small max_rows should not fetch a whole page.
         fetch_size = max(1, min(fetch_size, max_rows))
-    progress_bar = _Progress(progress, max_rows)
+    progress_bar = Progress(progress, max_rows)
     try:
         stream = await session.execute_stream(
             statement, params, stream_config=StreamConfig(fetch_size=fetch_size)
         )
         async with stream:
-            frame = await _collect(
+            frame = await collect_pages(
                 stream, backend, wanted=wanted, max_rows=max_rows, progress=progress_bar
             )
     finally:
@@ -360,7 +374,7 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _table_parts(table: str) -> list[str]:
+def table_parts(table: str) -> list[str]:
     """Split ``ks.tbl`` / ``"Ks"."Tbl"`` into exact names, folding unquoted parts to lower case."""
     parts: list[str] = []
     position = 0
@@ -383,13 +397,13 @@ def _table_parts(table: str) -> list[str]:
 
 
 def _qualified_table(table: str, keyspace: str | None) -> str:
-    parts = _table_parts(table)
+    parts = table_parts(table)
     if len(parts) > 2:
         raise ConfigurationError(f"{table!r} has more than a keyspace and a table name")
     if keyspace is not None:
         if len(parts) == 2:
             raise ConfigurationError(f"{table!r} already names a keyspace; drop keyspace=")
-        parts = [*_table_parts(keyspace), *parts]
+        parts = [*table_parts(keyspace), *parts]
         if len(parts) != 2:
             raise ConfigurationError(f"keyspace={keyspace!r} is not a keyspace name")
     return ".".join(quote_identifier(part) for part in parts)

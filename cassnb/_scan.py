@@ -33,12 +33,12 @@ from cassandra.query import BoundStatement, PreparedStatement
 from cassnb import _frames
 from cassnb._errors import ConfigurationError, QueryError
 from cassnb._frames import (
-    _check_backend,
-    _concat,
-    _frame,
-    _Progress,
-    _table_parts,
+    Progress,
+    check_backend,
+    concat_chunks,
+    frame_of,
     quote_identifier,
+    table_parts,
 )
 from cassnb._stream import StreamConfig
 from cassnb._types import Column, DtypeBackend, FrameSchema
@@ -194,7 +194,7 @@ class RangeStatement(BoundStatement):  # type: ignore[misc]
 
 def table_names(table: str, keyspace: str | None) -> tuple[str, str]:
     """Return the exact keyspace and table names of ``table`` (``t`` or ``ks.t``)."""
-    parts = _table_parts(table)
+    parts = table_parts(table)
     if len(parts) == 2:
         return parts[0], parts[1]
     if len(parts) == 1 and keyspace:
@@ -235,7 +235,7 @@ def result_schema(prepared: PreparedStatement, dtype_backend: DtypeBackend) -> F
 
 def empty_frame(schema: FrameSchema) -> pd.DataFrame:
     """Return a frame with no rows and the schema's columns and dtypes."""
-    return _frame(schema.names, schema.empty_columns())
+    return frame_of(schema.names, schema.empty_columns())
 
 
 async def partition_key(session: AsyncSession, keyspace: str, table: str) -> list[str]:
@@ -315,7 +315,7 @@ async def _read_range(
     token_range: TokenRange,
     schema: FrameSchema,
     fetch_size: int,
-    progress: _Progress | None,
+    progress: Progress | None,
 ) -> _Chunks:
     chunks: _Chunks = [[] for _ in schema.names]
     stream = await session.execute_stream(
@@ -336,11 +336,11 @@ def _assemble(schema: FrameSchema, parts: list[_Chunks]) -> pd.DataFrame:
     columns: list[Column] = []
     for index, codec in enumerate(schema.codecs):
         pieces = [array for part in parts for array in part[index]]
-        columns.append(_concat(pieces) if pieces else codec.to_array(()))
+        columns.append(concat_chunks(pieces) if pieces else codec.to_array(()))
         for part in parts:
             # Free each column's pages once joined: peak memory stays near one frame.
             part[index].clear()
-    return _frame(schema.names, columns)
+    return frame_of(schema.names, columns)
 
 
 async def read_ranges(
@@ -351,7 +351,7 @@ async def read_ranges(
     *,
     concurrency: int,
     fetch_size: int,
-    progress: _Progress | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Read token ranges, at most ``concurrency`` at a time, into one frame in range order."""
     parts: list[_Chunks] = [[] for _ in ranges]
@@ -418,7 +418,7 @@ async def read_table(
     match. ``LIMIT`` there would apply to each range, not to the table. Values are
     literals; there are no bind markers.
     """
-    backend = _check_backend(dtype_backend)
+    backend = check_backend(dtype_backend)
     _check_positive(splits, "splits")
     _check_positive(concurrency, "concurrency")
     _check_positive(fetch_size, "fetch_size")
@@ -439,7 +439,7 @@ async def read_table(
         splits=splits,
         dtype_backend=backend,
     )
-    bar = _Progress(progress, None)
+    bar = Progress(progress, None)
     try:
         return await read_ranges(
             session,

@@ -21,7 +21,7 @@ from cassandra.query import Statement as DriverStatement
 
 from cassnb._bridge import run_blocking
 from cassnb._errors import QueryError, translate
-from cassnb._frames import _bar_class, _collect, _Progress
+from cassnb._frames import Progress, bar_class, collect_pages
 from cassnb._magics.parse import Statement, table_of
 from cassnb._stream import AsyncStreamingResultSet, StreamConfig
 
@@ -81,7 +81,7 @@ class CellInterrupted(KeyboardInterrupt):
         return [f"KeyboardInterrupt: {self.message}"]
 
 
-class _LateProgress(_Progress):
+class _LateProgress(Progress):
     """The frames layer's progress bar, shown only once a stream is a few pages long.
 
     Short results then print nothing, and the bar is removed when it closes, so a cell's
@@ -101,7 +101,7 @@ class _LateProgress(_Progress):
             self._early_rows += rows
             if not self._enabled or self._early_pages < self._min_pages:
                 return
-            bar = _bar_class()
+            bar = bar_class()
             self._bar = bar(
                 total=None, unit=" rows", unit_scale=True, leave=False, initial=self._early_rows
             )
@@ -175,7 +175,7 @@ async def run_statement(
     progress = _LateProgress(settings.progress, settings.progress_min_pages)
     try:
         async with stream:
-            frame = await _collect(
+            frame = await collect_pages(
                 stream,
                 settings.dtype_backend,
                 max_rows=settings.max_rows + 1,

@@ -191,12 +191,12 @@ def test_progress_bar_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside a kernel, and in a kernel without ipywidgets, the bar is tqdm's text bar."""
     from tqdm.std import tqdm as text_bar
 
-    assert _frames._bar_class() is text_bar
+    assert _frames.bar_class() is text_bar
     monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _frames._bar_class() is text_bar
+        assert _frames.bar_class() is text_bar
 
 
 async def test_bad_arguments_and_query_errors(session: Any, wide: int) -> None:

@@ -72,7 +72,7 @@ def _joined(decode: Any, pages: list[_columnar.RawPage], schema: FrameSchema) ->
     for page in pages:
         for column, array in zip(columns, decode(page, schema), strict=True):
             column.append(array)
-    return [_frames._concat(column) for column in columns]
+    return [_frames.concat_chunks(column) for column in columns]
 
 
 def test_joined_pages_are_one_view_of_one_mapping() -> None:
@@ -101,7 +101,7 @@ def test_pages_not_laid_end_to_end_are_copied() -> None:
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     chunks = [decoder.decode(page, schema)[0] for page in pages]
     assert _columnar.join_adjacent(chunks) is None
-    joined = _frames._concat(chunks)
+    joined = _frames.concat_chunks(chunks)
     assert joined.tolist() == [pd.NA if i % 7 == 0 else i for i in range(6000)]
 
 
