@@ -699,7 +699,10 @@ def _query(sock: socket.socket, cql: str) -> list[list[bytes | None]]:
     opcode, body = _recv(sock)
     if opcode != _OPCODES["RESULT"]:
         raise OSError(_error_message(body) if opcode == _OPCODES["ERROR"] else "no result")
-    return _rows(body)
+    try:
+        return _rows(body)
+    except (struct.error, IndexError) as exc:
+        raise OSError(f"unreadable result from the node: {exc}") from exc
 
 
 def query_release_version(
@@ -723,14 +726,16 @@ def _ring_view(cluster: ClusterInfo, node: NodeInfo) -> tuple[bytes | None, dict
     with _cql_connection(
         node.address, node.cql_port, cluster.credentials, cluster.ca_cert, 2.0
     ) as sock:
-        (local_row,) = _query(sock, "SELECT schema_version FROM system.local")
+        local_rows = _query(sock, "SELECT schema_version FROM system.local")
         peers = _query(sock, "SELECT peer, tokens, schema_version FROM system.peers_v2")
+    if not local_rows:
+        raise OSError("system.local returned no row")
     known = {}
     for peer, tokens, version in peers:
         # An empty set reads as NULL; a peer without tokens is not in the ring yet.
         if peer is not None and tokens is not None and version is not None:
             known[str(ipaddress.ip_address(peer))] = version
-    return local_row[0], known
+    return local_rows[0][0], known
 
 
 # ---------------------------------------------------------------------------- commands
