@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,10 @@ _ENVIRONMENT = {PYTHON: {"CASSNB_NO_NATIVE": "1"}}
 # --- one way, in its own process -----------------------------------------------------------
 
 
-def _read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+def _measured_in_cassnb(
+    host: str, port: int, table: str, read: Callable[[Any, Meter], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Connect with cassnb, read ten rows of ``table``, then measure ``read(session, meter)``."""
     import cassnb
 
     async def run() -> dict[str, Any]:
@@ -80,11 +83,19 @@ def _read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, An
             await cluster.connect() as session,
         ):
             await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
-            meter = Meter()
-            frame = await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=fetch_size)
-            return meter.result(frame)
+            return await read(session, Meter())
 
     return asyncio.run(run())
+
+
+def _read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+    import cassnb
+
+    async def read(session: Any, meter: Meter) -> dict[str, Any]:
+        frame = await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=fetch_size)
+        return meter.result(frame)
+
+    return _measured_in_cassnb(host, port, table, read)
 
 
 def _native_read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
@@ -133,22 +144,16 @@ def _dataframe_of_rows(host: str, port: int, table: str, fetch_size: int) -> dic
 def _pages_only(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
     import cassnb
 
-    async def run() -> dict[str, Any]:
-        async with (
-            cassnb.AsyncCluster([host], port=port) as cluster,
-            await cluster.connect() as session,
-        ):
-            await cassnb.read_cql(f"SELECT * FROM {table} LIMIT 10", session)
-            meter = Meter()
-            rows = 0
-            config = cassnb.StreamConfig(fetch_size=fetch_size)
-            stream = await session.execute_stream(f"SELECT * FROM {table}", stream_config=config)
-            async with stream:
-                async for page in stream.pages():
-                    rows += len(page)
-            return meter.result(rows=rows)
+    async def read(session: Any, meter: Meter) -> dict[str, Any]:
+        rows = 0
+        config = cassnb.StreamConfig(fetch_size=fetch_size)
+        stream = await session.execute_stream(f"SELECT * FROM {table}", stream_config=config)
+        async with stream:
+            async for page in stream.pages():
+                rows += len(page)
+        return meter.result(rows=rows)
 
-    return asyncio.run(run())
+    return _measured_in_cassnb(host, port, table, read)
 
 
 _RUNNERS: dict[str, Callable[[str, int, str, int], dict[str, Any]]] = {
