@@ -102,19 +102,16 @@ def test_the_buffer_keeps_its_capacity_and_gives_back_a_huge_one() -> None:
     assert buffer.tell() == 10 and len(buffer.data) == capacity
 
 
-def test_a_corrupt_payload_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("position", "flip", "part"),
+    [(10, 0xFF, "payload"), (0, 0x01, "header")],
+    ids=["payload", "header"],
+)
+def test_a_corrupt_segment_is_refused(position: int, flip: int, part: str) -> None:
     data = bytearray(segments(frame(1, b"payload")))
-    data[10] ^= 0xFF
+    data[position] ^= flip
     buffer = ReadBuffer(bytes(data))
-    with pytest.raises(CrcMismatchException, match="payload"):
-        SegmentReader().read(buffer, "here")
-
-
-def test_a_corrupt_segment_header_is_refused() -> None:
-    data = bytearray(segments(frame(1, b"payload")))
-    data[0] ^= 0x01
-    buffer = ReadBuffer(bytes(data))
-    with pytest.raises(CrcMismatchException, match="header"):
+    with pytest.raises(CrcMismatchException, match=part):
         SegmentReader().read(buffer, "here")
 
 
