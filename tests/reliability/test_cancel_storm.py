@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +25,11 @@ from cassnb._registry import open_counts
 
 TASKS = 1_000
 FOLLOW_UP_QUERIES = 1_000
-#: Tasks running at once; each is cancelled after a random delay up to CANCEL_WITHIN_S.
+#: Tasks running at once; each is cancelled after a random delay up to the median time a
+#: request takes uncancelled, so that about as many are cancelled as finish on a slow
+#: machine or a fast one.
 WAVE = sized(100, 200)
-CANCEL_WITHIN_S = 0.6
+KINDS = ("execute", "execute_page", "stream_rows", "stream_pages")
 SEED = 20_240_601
 
 
@@ -86,12 +89,28 @@ def _left_behind(requests: list[Any]) -> list[str]:
     return problems
 
 
+async def _uncancelled_duration_s(session: AsyncSession, rng: random.Random) -> float:
+    """The median time a request of a wave takes on this machine when nothing cancels it.
+
+    The first wave warms the node and the driver; the second is the one measured.
+    """
+
+    async def timed(kind: str) -> float:
+        began = time.monotonic()
+        await _victim(session, kind, rng)
+        return time.monotonic() - began
+
+    for _ in range(2):
+        durations = await asyncio.gather(*(timed(rng.choice(KINDS)) for _ in range(WAVE)))
+    return statistics.median(durations)
+
+
 async def test_cancellation_storm_leaves_the_session_healthy(
     session: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(SEED)
+    cancel_within_s = await _uncancelled_duration_s(session, rng)
     requests = _record_requests(session, monkeypatch)
-    kinds = ("execute", "execute_page", "stream_rows", "stream_pages")
     outcomes = {"cancelled": 0, "finished": 0}
     loop = asyncio.get_running_loop()
     began = time.monotonic()
@@ -107,8 +126,8 @@ async def test_cancellation_storm_leaves_the_session_healthy(
     for first in range(0, TASKS, WAVE):
         tasks = []
         for _ in range(first, min(first + WAVE, TASKS)):
-            task = asyncio.create_task(_victim(session, rng.choice(kinds), rng))
-            loop.call_later(rng.uniform(0, CANCEL_WITHIN_S), cancel, task)
+            task = asyncio.create_task(_victim(session, rng.choice(KINDS), rng))
+            loop.call_later(rng.uniform(0, cancel_within_s), cancel, task)
             tasks.append(task)
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, asyncio.CancelledError):
@@ -141,6 +160,7 @@ async def test_cancellation_storm_leaves_the_session_healthy(
     report(
         "cancellation storm",
         tasks=TASKS,
+        cancel_within_s=cancel_within_s,
         cancelled=outcomes["cancelled"],
         finished_first=outcomes["finished"],
         driver_requests=len(requests),
@@ -153,8 +173,9 @@ async def test_cancellation_storm_leaves_the_session_healthy(
         follow_up_queries=FOLLOW_UP_QUERIES,
         follow_up_s=follow_up_s,
     )
-    assert outcomes["cancelled"] > TASKS // 2
-    assert outcomes["finished"] > 0
+    # Measured: 37-57% cancelled, the rest finished first, on a cold node and a warm one.
+    assert outcomes["cancelled"] > TASKS // 4
+    assert outcomes["finished"] > TASKS // 10
     assert left_behind == []
     assert open_streams == 0
     assert waiting == 0
