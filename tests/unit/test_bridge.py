@@ -7,8 +7,10 @@ else about the bridge is proved against the real node in tests/core.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ from cassnb._bridge import (
     Page,
     PageFeed,
     fetch,
+    post,
     reject,
     resolve,
     run_blocking,
@@ -212,6 +215,72 @@ def test_posting_to_a_closed_loop_is_harmless() -> None:
     loop.close()
     resolve(future, 1)
     reject(future, ValueError())
+
+
+async def test_posts_arriving_together_wake_the_loop_once_and_keep_their_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    wakeups = 0
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal wakeups
+        wakeups += 1
+        return call_soon_threadsafe(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    received: list[int] = []
+    # The loop is busy (it runs this test) while another thread posts a burst.
+    sender = threading.Thread(target=lambda: [post(loop, received.append, n) for n in range(500)])
+    sender.start()
+    sender.join()
+    assert received == []
+    await asyncio.sleep(0)
+    assert received == list(range(500))
+    assert wakeups == 1
+    post(loop, received.append, 500)
+    await asyncio.sleep(0)
+    assert received[-1] == 500
+    assert wakeups == 2
+
+
+async def test_a_failing_posted_callback_is_reported_and_the_rest_still_run() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    received: list[str] = []
+
+    def fail() -> None:
+        raise ValueError("posted callback failed")
+
+    def send() -> None:
+        post(loop, received.append, "before")
+        post(loop, fail)
+        post(loop, received.append, "after")
+
+    try:
+        sender = threading.Thread(target=send)
+        sender.start()
+        sender.join()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert received == ["before", "after"]
+    assert [type(context["exception"]) for context in reported] == [ValueError]
+
+
+def test_posting_never_keeps_a_loop_alive() -> None:
+    loop = asyncio.new_event_loop()
+    future: asyncio.Future[int] = loop.create_future()
+    resolve(future, 1)
+    loop.run_until_complete(future)
+    collected = threading.Event()
+    weakref.finalize(loop, collected.set)
+    loop.close()
+    del loop, future
+    gc.collect()
+    assert collected.is_set()
 
 
 async def test_results_reach_loops_in_other_threads() -> None:
