@@ -275,8 +275,10 @@ def _profile(args: argparse.Namespace, table: str) -> None:
                 stats = pstats.Stats(profiler, stream=out)
             except TypeError:  # a thread that ran no Python code
                 continue
-            if stats.total_tt > 0.01:
-                print(f"=== thread {name}: {stats.total_tt:.3f} s of CPU")
+            # Set by Stats at run time; typeshed does not declare it.
+            total: float = stats.total_tt  # type: ignore[attr-defined]
+            if total > 0.01:
+                print(f"=== thread {name}: {total:.3f} s of CPU")
                 stats.sort_stats("tottime").print_stats(25)
                 print(out.getvalue())
 

@@ -153,13 +153,13 @@ def child(way: str, contact_points: list[str]) -> dict[str, Any]:
     from cassnb import _frames, _scan
 
     decoder = _TimedDecoder(_frames.page_decoder)
-    _frames.page_decoder = decoder  # type: ignore[assignment]
+    _frames.page_decoder = decoder
     # read_cql joins pages with concat_chunks and frame_of; read_table with _scan._assemble
     # (which holds its own references to both, so it is not counted twice).
     concat, frame = _Timed(_frames.concat_chunks), _Timed(_frames.frame_of)
     assemble = _Timed(_scan._assemble)
-    _frames.concat_chunks, _frames.frame_of = concat, frame  # type: ignore[assignment]
-    _scan._assemble = assemble  # type: ignore[assignment]
+    _frames.concat_chunks, _frames.frame_of = concat, frame
+    _scan._assemble = assemble
 
     async def run() -> dict[str, Any]:
         async with (
