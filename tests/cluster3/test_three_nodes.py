@@ -41,6 +41,9 @@ def test_each_node_lists_its_peers_with_tokens_on_one_schema(
         assert {str(row.peer) for row in peers} == others
         assert all(row.tokens and len(row.tokens) == 1 for row in peers)  # num_tokens: 1
         assert {row.schema_version for row in peers} == {schema}
+        # The table older clients and tools read lists the same peers.
+        legacy = session.execute("SELECT peer FROM system.peers")
+        assert {str(row.peer) for row in legacy} == others
     finally:
         cluster.shutdown()
 
