@@ -95,7 +95,8 @@ class _Inbox:
                     self._scheduled = True
                 loop = self._loop()
                 if loop is not None:
-                    loop.call_soon(self._deliver)
+                    with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody left
+                        loop.call_soon(self._deliver)
 
 
 _INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
