@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from _reliability import (
@@ -31,15 +33,21 @@ KINDS = ("execute", "execute_page", "stream_rows", "stream_pages")
 SEED = 20_240_601
 
 
-def _record_requests(session: AsyncSession) -> list[Any]:
+@contextlib.contextmanager
+def _recorded_requests(session: AsyncSession) -> Iterator[list[Any]]:
     """Keep every driver ResponseFuture the session sends, to inspect its callbacks later.
 
     The driver's request listener sees every request, whichever way it was started: plain
-    ``execute_async`` and the streams' own start with the columnar page handler.
+    ``execute_async`` and the streams' own start with the columnar page handler. It is
+    removed on the way out, even when the block fails, since the session is shared.
     """
     requests: list[Any] = []
-    session._session.add_request_init_listener(requests.append)
-    return requests
+    listener = requests.append
+    session._session.add_request_init_listener(listener)
+    try:
+        yield requests
+    finally:
+        session._session.remove_request_init_listener(listener)
 
 
 async def _victim(session: AsyncSession, kind: str, rng: random.Random) -> str:
@@ -102,10 +110,8 @@ async def _uncancelled_duration_s(session: AsyncSession, rng: random.Random) -> 
 async def test_cancellation_storm_leaves_the_session_healthy(session: AsyncSession) -> None:
     rng = random.Random(SEED)
     cancel_within_s = await _uncancelled_duration_s(session, rng)
-    requests = _record_requests(session)
     outcomes = {"cancelled": 0, "finished": 0}
     loop = asyncio.get_running_loop()
-    began = time.monotonic()
     cancel_latencies: list[float] = []
 
     def cancel(task: asyncio.Task[str]) -> None:
@@ -115,24 +121,25 @@ async def test_cancellation_storm_leaves_the_session_healthy(session: AsyncSessi
                 lambda _: cancel_latencies.append(time.monotonic() - cancelled_at)
             )
 
-    for first in range(0, TASKS, WAVE):
-        tasks = []
-        for _ in range(first, min(first + WAVE, TASKS)):
-            task = asyncio.create_task(_victim(session, rng.choice(KINDS), rng))
-            loop.call_later(rng.uniform(0, cancel_within_s), cancel, task)
-            tasks.append(task)
-        for result in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(result, asyncio.CancelledError):
-                outcomes["cancelled"] += 1
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                outcomes["finished"] += 1
-    storm_s = time.monotonic() - began
+    with _recorded_requests(session) as requests:
+        began = time.monotonic()
+        for first in range(0, TASKS, WAVE):
+            tasks = []
+            for _ in range(first, min(first + WAVE, TASKS)):
+                task = asyncio.create_task(_victim(session, rng.choice(KINDS), rng))
+                loop.call_later(rng.uniform(0, cancel_within_s), cancel, task)
+                tasks.append(task)
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, asyncio.CancelledError):
+                    outcomes["cancelled"] += 1
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    outcomes["finished"] += 1
+        storm_s = time.monotonic() - began
 
-    # Requests cancelled while in flight are still answered by the node; give them time.
-    await asyncio.sleep(1.0)
-    session._session.remove_request_init_listener(requests.append)
+        # Requests cancelled while in flight are still answered by the node; give them time.
+        await asyncio.sleep(1.0)
     unanswered = sum(not response_future._event.is_set() for response_future in requests)
     left_behind = _left_behind(requests)
     open_streams = open_counts().streams
