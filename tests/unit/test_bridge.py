@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cassnb._bridge import (
+    DELIVERED_PER_TURN,
     InFlight,
     Page,
     PageFeed,
@@ -236,13 +237,46 @@ async def test_posts_arriving_together_wake_the_loop_once_and_keep_their_order(
     sender.start()
     sender.join()
     assert received == []
-    await asyncio.sleep(0)
+    turns = 0
+    while len(received) < 500 and turns < 500:
+        await asyncio.sleep(0)
+        turns += 1
     assert received == list(range(500))
     assert wakeups == 1
     post(loop, received.append, 500)
     await asyncio.sleep(0)
     assert received[-1] == 500
     assert wakeups == 2
+
+
+async def test_a_burst_is_handed_over_a_few_at_a_time_so_woken_tasks_run_between() -> None:
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+
+    async def waiter(number: int, future: asyncio.Future[int]) -> None:
+        await future
+        order.append(f"task {number}")
+
+    futures = [loop.create_future() for _ in range(4 * DELIVERED_PER_TURN)]
+    tasks = [asyncio.create_task(waiter(n, future)) for n, future in enumerate(futures)]
+    await asyncio.sleep(0)  # every task now waits on its future
+
+    def answer() -> None:
+        for number, future in enumerate(futures):
+            post(loop, order.append, f"answer {number}")
+            resolve(future, number)
+
+    sender = threading.Thread(target=answer)
+    sender.start()
+    sender.join()
+    await asyncio.gather(*tasks)
+    answers = [entry for entry in order if entry.startswith("answer")]
+    assert answers == [f"answer {n}" for n in range(len(futures))]
+    assert sorted(entry for entry in order if entry.startswith("task")) == sorted(
+        f"task {n}" for n in range(len(futures))
+    )
+    # The first task woken ran before the last answer was handed over.
+    assert order.index("task 0") < order.index(f"answer {len(futures) - 1}")
 
 
 async def test_a_failing_posted_callback_is_reported_and_the_rest_still_run() -> None:
