@@ -9,16 +9,28 @@ stream goes on from the row after the last one it received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from _reliability import eventually, report, sized
+from cassandra import ReadTimeout
+from cassandra.policies import WhiteListRoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType
 
-from cassnb import AsyncCluster, AsyncSession, ConnectionError, StreamConfig, local
+from cassnb import (
+    AsyncCluster,
+    AsyncSession,
+    ConnectionError,
+    QueryTimeout,
+    StreamConfig,
+    local,
+)
 
 pytestmark = pytest.mark.cluster3
 
@@ -259,6 +271,52 @@ async def test_idle_session_uses_a_restarted_node_again(
         recovery = await _restart_node(session, three_nodes, index)
     report("idle session, one node restarted", node=index, **recovery)
     assert recovery["back_in_service_s"] < BACK_IN_SERVICE_S
+
+
+@contextlib.contextmanager
+def _paused(three_nodes: local.ClusterInfo, index: int) -> Iterator[None]:
+    """Freeze one node's JVM (SIGSTOP): its sockets stay open but it answers nothing."""
+    info = local.status(three_nodes.name)
+    assert info is not None
+    pid = info.nodes[index - 1].pid
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_replica_that_stops_answering_gives_a_server_read_timeout(
+    session: AsyncSession, three_nodes: local.ClusterInfo
+) -> None:
+    """A read at ALL whose third replica is frozen: the coordinator gives up after its own
+    read timeout (read_request_timeout, 5 s) and says so; the client's timeout is longer."""
+    coordinator, frozen = three_nodes.contact_points[0], 3
+    statement = f"SELECT v FROM {TABLE} WHERE p = 0 AND c = 0"
+    async with (
+        AsyncCluster(
+            [coordinator],
+            three_nodes.port,
+            load_balancing_policy=WhiteListRoundRobinPolicy([coordinator]),
+        ) as cluster,
+        cluster.connect() as pinned,
+    ):
+        row = (await pinned.execute(statement, consistency="ALL", timeout=10)).one()
+        assert row is not None and row.v == "row 0-0"
+        with _paused(three_nodes, frozen):
+            began = time.monotonic()
+            with pytest.raises(QueryTimeout) as raised:
+                await pinned.execute(statement, consistency="ALL", timeout=30)
+            timed_out_s = time.monotonic() - began
+        assert isinstance(raised.value.__cause__, ReadTimeout)
+        assert "ALL" in str(raised.value)
+        # Failure detection may lag behind the frozen node's return; reads at ONE do not wait.
+        row = (await pinned.execute(statement, consistency="ONE", timeout=10)).one()
+        assert row is not None and row.v == "row 0-0"
+    await _wait_for_full_ring(session)
+    report("server read timeout, one replica frozen", timed_out_s=timed_out_s)
+    assert 3.0 < timed_out_s < 20.0
 
 
 async def test_all_nodes_down_then_back(
