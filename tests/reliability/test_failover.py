@@ -1,4 +1,4 @@
-"""Three nodes, RF 3: a node killed mid-stream, a node restarted under an idle session, all down.
+"""Three nodes, RF 3: a node killed mid-stream, restarted while idle, frozen; all of them down.
 
 A stream survives its coordinator's death because the driver retries a page request that
 failed on a broken connection on the next host of a fresh query plan, carrying the same
