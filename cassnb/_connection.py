@@ -10,13 +10,16 @@ through thousands of small reads and a copy of the unread input per segment.
 :class:`ReadBuffer`, which keeps its capacity from frame to frame), notes where their
 payloads are, and copies each frame body out once, when its last byte has arrived.
 :func:`connection_class` returns the reactor class the driver would use, with that reader
-and 64 KiB socket reads. Compressed segments (LZ4, when the ``lz4`` package is there) and
-protocols before v5 keep the driver's own path.
+and 256 KiB socket reads (on the libev reactor, straight into that buffer). Compressed
+segments (LZ4, when the ``lz4`` package is there) and protocols before v5 keep the driver's
+own path.
 """
 
 from __future__ import annotations
 
 import functools
+import socket
+import ssl
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
@@ -35,8 +38,8 @@ from cassandra.segment import CRC32_INITIAL, compute_crc24
 
 __all__ = ["ReadBuffer", "SegmentReader", "connection_class"]
 
-#: Bytes read from the socket per call: a page arrives in tens of reads, not thousands.
-READ_SIZE: Final = 64 * 1024
+#: Bytes read from the socket per call: a page arrives in a few reads, not thousands.
+READ_SIZE: Final = 256 * 1024
 # An uncompressed segment: 3 bytes of header (payload length, self-contained flag), a
 # CRC24 of them, the payload, and a CRC32 of the payload, all little-endian.
 _SEGMENT_HEADER: Final = 6
@@ -69,6 +72,21 @@ class ReadBuffer:
         self.data[self.size : end] = chunk
         self.size = end
         return len(chunk)
+
+    def receive(self, sock: socket.socket, count: int) -> int:
+        """Read at most ``count`` bytes from ``sock`` straight after the held ones.
+
+        Return how many arrived (0 at the end of the stream); ``sock.recv_into``'s errors
+        pass through. Unlike ``write(sock.recv(count))``, no bytes object is made and
+        copied for every read.
+        """
+        end = self.size + count
+        if end > len(self.data):
+            self.data.extend(bytes(max(end, 2 * len(self.data)) - len(self.data)))
+        with memoryview(self.data)[self.size : end] as free:
+            received = sock.recv_into(free)
+        self.size += received
+        return received
 
     def tell(self) -> int:
         """Return how many bytes are held (the reactors' test for input)."""
@@ -254,8 +272,72 @@ class _SegmentReading:
         def process_msg(self, header: Any, body: bytes) -> None: ...
 
 
+class _LibevReadingInto:
+    """Mixed into the libev reactor's connection: the socket is read into the ReadBuffer.
+
+    The reactor's own ``handle_read`` makes a bytes object per read and copies it into the
+    buffer; for a page of several hundred KiB that is an allocation and a copy per read
+    (about an eighth of the CPU of receiving an all-numeric page). TLS sockets, and a
+    connection still on the driver's buffer, keep the reactor's way.
+    """
+
+    in_buffer_size: int
+    _socket: Any
+    _io_buffer: Any
+
+    def handle_read(self, watcher: Any, revents: int, errno: int | None = None) -> None:
+        buffer = self._io_buffer._io_buffer
+        if (
+            revents & _LIBEV_ERROR
+            or not isinstance(buffer, ReadBuffer)
+            or isinstance(self._socket, ssl.SSLSocket)
+        ):
+            super().handle_read(watcher, revents, errno)  # type: ignore[misc]
+            return
+        received = 0
+        count = -1
+        try:
+            while True:
+                count = buffer.receive(self._socket, self.in_buffer_size)
+                received += count
+                if count < self.in_buffer_size:
+                    break
+        except OSError as exc:
+            if exc.errno not in _WOULD_BLOCK:
+                self.defunct(exc)
+                return
+        if received:
+            self.process_io_buffer()
+        elif count == 0:
+            # Readable, and the read found the end of the stream: the server closed it.
+            self.close()
+
+    if TYPE_CHECKING:
+
+        def defunct(self, exc: BaseException) -> None: ...
+
+        def process_io_buffer(self) -> None: ...
+
+        def close(self) -> None: ...
+
+
+try:
+    from cassandra.io.libevreactor import NONBLOCKING as _WOULD_BLOCK
+    from cassandra.io.libevreactor import LibevConnection as _LibevConnection
+    from cassandra.io.libevreactor import libev as _libev
+
+    _LIBEV_ERROR: int = _libev.EV_ERROR
+except ImportError:  # the driver was built without its libev extension
+    _LibevConnection = None
+    _WOULD_BLOCK = frozenset()
+    _LIBEV_ERROR = 0
+
+
 @functools.cache
 def connection_class(base: type[Any] | None = None) -> type[Any]:
     """Return ``base`` (default: the reactor the driver picked) reading with SegmentReader."""
     base = DefaultConnection if base is None else base
-    return type(base.__name__, (_SegmentReading, base), {"__module__": __name__})
+    mixins: tuple[type, ...] = (_SegmentReading,)
+    if _LibevConnection is not None and issubclass(base, _LibevConnection):
+        mixins = (_LibevReadingInto, *mixins)
+    return type(base.__name__, (*mixins, base), {"__module__": __name__})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import struct
 
 import pytest
@@ -130,3 +131,35 @@ def test_the_connection_class_keeps_the_reactor() -> None:
     assert issubclass(cls, DefaultConnection)
     assert cls.in_buffer_size > DefaultConnection.in_buffer_size
     assert connection_class() is cls
+
+
+def test_the_buffer_reads_a_socket_straight_after_what_it_holds() -> None:
+    data = segments(frame(1, b"a" * 300_000), frame(2, b"b"))
+    left, right = socket.socketpair()
+    with left, right:
+        right.setblocking(False)
+        buffer = ReadBuffer(b"")
+        reader = SegmentReader()
+        got: list[tuple[int, bytes]] = []
+        sent = 0
+        while sent < len(data):
+            sent += left.send(data[sent : sent + 70_000])
+            while True:
+                try:
+                    count = buffer.receive(right, 50_000)
+                except BlockingIOError:
+                    break
+                assert count > 0
+            got += [(header.stream, body) for header, body in reader.read(buffer, "here")]
+        left.close()
+        assert buffer.receive(right, 50_000) == 0  # the end of the stream
+    assert got == [(1, b"a" * 300_000), (2, b"b")]
+    assert buffer.tell() == 0
+
+
+def test_the_libev_connection_reads_into_its_buffer() -> None:
+    from cassandra.io.libevreactor import LibevConnection
+
+    cls = connection_class(LibevConnection)
+    assert cls.handle_read is not LibevConnection.handle_read
+    assert issubclass(cls, LibevConnection)
