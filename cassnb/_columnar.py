@@ -347,7 +347,7 @@ class _Decoded:
         objects: list[Any] | None,
         codec: ColumnCodec,
         metadata: tuple[Any, ...],
-        page: RawPage,
+        page: RawPage | None,
     ) -> None:
         self.rows = rows
         self.nulls = nulls
@@ -355,6 +355,7 @@ class _Decoded:
         self.objects = objects
         self.codec = codec
         self.metadata = metadata
+        #: The page, for builders that decode its bytes again (None once they are done).
         self.page = page
 
 
@@ -427,12 +428,14 @@ class _Slab:
     no copy, and no second frame's worth of memory.
     """
 
-    __slots__ = ("contiguous", "region", "used")
+    __slots__ = ("contiguous", "populated", "region", "used")
 
     def __init__(self, contiguous: bool = False) -> None:
         self.contiguous = contiguous
         self.region: Any = None
         self.used = 0
+        #: Where the memory backing a contiguous region ends so far.
+        self.populated = 0
 
     def take(self, nbytes: int) -> Any:
         """Return ``nbytes`` of fresh memory as uint8, or None to use the heap instead."""
@@ -454,20 +457,27 @@ class _Slab:
             if region is None:
                 return None
             self.region, self.used = region, skip
+            self.populated = skip & ~4095
         start = self.used
-        self.used = start + step
-        if self.contiguous and _populate[0]:
+        self.used = end = start + step
+        if self.contiguous and _populate[0] and end > self.populated:
             # One call that backs the buffer with memory costs less than a page fault
-            # for every 4 KiB of it while the decoder writes.
-            first = start & ~4095
+            # for every 4 KiB of it while the decoder writes; one call for the next few
+            # pages too costs less than a call for every page.
+            first = self.populated
+            last = min(end + _POPULATED_AHEAD, len(region)) - first
             try:
-                region.base.obj.madvise(_MADV_POPULATE_WRITE, first, start + nbytes - first)
+                region.base.obj.madvise(_MADV_POPULATE_WRITE, first, last)
             except (OSError, AttributeError, ValueError):
                 _populate[0] = False  # a kernel before 5.14, or not a mapping
+            self.populated = (first + last + 4095) & ~4095
         return region[start : start + nbytes]
 
 
 _MADV_POPULATE_WRITE: Final = 23
+#: Bytes a contiguous slab backs with memory beyond the buffer it cuts: a few pages' worth,
+#: little beside a frame, however many columns it has.
+_POPULATED_AHEAD: Final = 192 * 1024
 _populate = [True]
 _SLAB_BYTES: Final = 256 * 1024
 #: Address space reserved per column buffer of a joined read: pages of memory are only
@@ -723,6 +733,7 @@ def _large_strings(d: _Decoded) -> Column:
 
 def _driver_values(d: _Decoded) -> Column:
     assert d.buffers is not None
+    assert d.page is not None
     try:
         rows = _driver_rows(
             d.buffers[0], 0, d.page.protocol_version, d.page._user_type_map, [d.metadata]
@@ -821,7 +832,10 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     plans = layout.plans
     outs: list[tuple[Any, ...] | None] = [None] * len(metadata)
     source = page.source
-    slabs = source.slabs if source is not None and rows >= _SLAB_MIN_ROWS else None
+    joined = source is not None and source.joined
+    # A joined read cuts every page from its slabs, the short last one too: one page on
+    # the heap would make the join copy the whole column.
+    slabs = source.slabs if source is not None and (joined or rows >= _SLAB_MIN_ROWS) else None
     for position, plan in plans.items():
         slab = None
         if slabs is not None and plan.kept:
@@ -835,6 +849,8 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     arrays: list[Column] = []
     built: set[int] = set()
     for position, codec in zip(schema.positions, schema.codecs, strict=True):
+        plan = plans[position]
+        pending = joined and plan.joined and position not in built
         decoded = _Decoded(
             rows,
             nulls[position],
@@ -842,9 +858,15 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
             objects[position],
             codec,
             metadata[position],
-            page,
+            # A pending column's buffers are all it needs: the page's bytes can go.
+            None if pending else page,
         )
-        array = plans[position].build(decoded)
+        if pending:
+            # Built once for the whole frame by join_adjacent, not once per page.
+            built.add(position)
+            arrays.append(cast("Column", _Pending(decoded, plan.build)))
+            continue
+        array = plan.build(decoded)
         if position in built:
             # The same result column twice: never let two frame columns share memory.
             array = array.copy()
@@ -877,6 +899,32 @@ class NativeDecoder:
         if isinstance(rows, RawPage) and rows.source is not None:
             rows.source.joined = True
         return self.decode(rows, schema)
+
+
+class _Pending:
+    """A page's column of a joined read, decoded but not yet made into an array.
+
+    Building a pandas array costs tens of microseconds, for every column of every page;
+    the pages of a joined read usually lie end to end, and then one array is built over
+    all of them (:func:`join_adjacent`).
+    """
+
+    __slots__ = ("build", "decoded")
+
+    def __init__(self, decoded: _Decoded, build: Build) -> None:
+        self.decoded = decoded
+        self.build = build
+
+    def __len__(self) -> int:
+        return self.decoded.rows
+
+
+def built(chunks: Sequence[Column]) -> list[Column]:
+    """Return ``chunks`` with every page still pending built into its array."""
+    return [
+        chunk.build(chunk.decoded) if isinstance(chunk, _Pending) else chunk
+        for chunk in cast(Sequence[Any], chunks)
+    ]
 
 
 def _root(array: np.ndarray[Any, Any]) -> Any:
@@ -915,12 +963,17 @@ def _adjacent(arrays: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any] | 
 def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     """Join a column's pages without copying when they lie end to end; else return None.
 
-    Pages decoded with ``decode_for_join`` do, for the masked and plain numpy columns.
+    Pages decoded with ``decode_for_join`` do, for the masked and plain numpy columns,
+    and those are still pending: their one array is built here. A single page is itself.
     """
     import numpy as np
     import pandas as pd
 
-    first = chunks[0]
+    first: Any = chunks[0]
+    if len(chunks) == 1 and not isinstance(first, _Pending):
+        return cast("Column", first)
+    if isinstance(first, _Pending):
+        return _join_pending(cast(Sequence[Any], chunks))
     if isinstance(first, np.ndarray):
         return _adjacent(cast(Sequence[Any], chunks))
     masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
@@ -932,6 +985,32 @@ def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     if values is None or mask is None:
         return None
     return type(first)(values, mask)
+
+
+def _join_pending(chunks: Sequence[Any]) -> Column | None:
+    """Build one array over pending pages whose buffers lie end to end, else None."""
+    first: _Pending = chunks[0]
+    if not all(type(chunk) is _Pending and chunk.build is first.build for chunk in chunks):
+        return None
+    if len(chunks) == 1:
+        return first.build(first.decoded)
+    joined: list[Any] = []
+    for part in zip(*(chunk.decoded.buffers for chunk in chunks), strict=True):
+        buffer = _adjacent(part)
+        if buffer is None:
+            return None
+        joined.append(buffer)
+    page = first.decoded
+    decoded = _Decoded(
+        sum(chunk.decoded.rows for chunk in chunks),
+        sum(chunk.decoded.nulls for chunk in chunks),
+        tuple(joined),
+        None,
+        page.codec,
+        page.metadata,
+        page.page,
+    )
+    return first.build(decoded)
 
 
 def page_decoder(rows_decoder: PageDecoder) -> PageDecoder:

@@ -99,11 +99,12 @@ def frame_of(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
 
 
 def concat_chunks(chunks: list[Column]) -> Column:
-    if len(chunks) == 1:
-        return chunks[0]
     joined = _columnar.join_adjacent(chunks)
     if joined is not None:
         return joined
+    chunks = _columnar.built(chunks)
+    if len(chunks) == 1:
+        return chunks[0]
     first = chunks[0]
     if isinstance(first, np.ndarray):
         return np.concatenate(chunks)  # type: ignore[arg-type]

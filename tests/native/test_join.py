@@ -46,13 +46,20 @@ def _rows(start: int, count: int) -> list[list[Any]]:
 
 
 def _pages(count: int, rows: int) -> tuple[list[_columnar.RawPage], FrameSchema]:
+    return _sized_pages([rows] * count)
+
+
+def _sized_pages(sizes: list[int]) -> tuple[list[_columnar.RawPage], FrameSchema]:
+    """Return pages of one request holding ``sizes`` rows, one after another."""
     source = _columnar._KeepRaw(lambda names, rows: rows)
     pages = []
-    for number in range(count):
+    start = 0
+    for rows in sizes:
         names = [f"c{index}" for index in range(len(TYPES))]
-        page = source(names, raw_page(TYPES, _rows(number * rows, rows)))
+        page = source(names, raw_page(TYPES, _rows(start, rows)))
         assert isinstance(page, _columnar.RawPage)
         pages.append(page)
+        start += rows
     schema = FrameSchema.from_metadata(
         pages[0].column_names, pages[0].column_types, "numpy_nullable"
     )
@@ -94,6 +101,33 @@ def test_joined_pages_are_one_view_of_one_mapping() -> None:
     # A plain numpy column (time of day) too; text stays in Arrow chunks, one per page.
     assert isinstance(joined[6], np.ndarray) and _mapping_of(joined[6]) is not None
     assert joined[5]._pa_array.num_chunks == 4
+
+
+def test_a_short_last_page_is_cut_from_the_same_mapping() -> None:
+    # A page too small for a mapping of its own still goes after the others: on the heap,
+    # it would make the join copy every column.
+    pages, schema = _sized_pages([2000, 2000, 7])
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    joined = _joined(decoder.decode_for_join, pages, schema)
+    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
+    assert_same_columns(joined, reference)
+    for array in joined[:5]:
+        assert len(array) == 4007
+        assert _mapping_of(array._data) is not None
+        assert _mapping_of(array._mask) is not None
+
+
+def test_pages_of_two_reads_are_joined_by_a_copy() -> None:
+    # Decoded for a join, but from two requests' slabs: each page's array is built, then
+    # the arrays are concatenated.
+    first, schema = _pages(2, 2000)
+    second, _ = _sized_pages([2000])
+    pages = [first[0], second[0], first[1]]
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    joined = _joined(decoder.decode_for_join, pages, schema)
+    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
+    assert_same_columns(joined, reference)
+    assert all(_mapping_of(array._data) is None for array in joined[:5])
 
 
 def test_pages_not_laid_end_to_end_are_copied() -> None:
