@@ -7,7 +7,7 @@ setup(
         Extension(
             "cassnb._native.columnar",
             sources=["cassnb/_native/columnar.c"],
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O3"],
             # Without a C compiler the install still succeeds; cassnb then decodes pages in
             # Python and says so once on the "cassnb" logger.
             optional=True,

@@ -389,6 +389,30 @@ class _Plan:
         #: a read that joins every page cuts them end to end (see _Slab).
         self.joined = joined
 
+    def cut(self, rows: int, slabs: tuple[_Slab, _Slab]) -> tuple[Any, Any, int, int] | None:
+        """Cut a fixed-width column's values and NULL mask for one page of a joined read.
+
+        Return them as raw bytes (fill() needs no more) with where each starts in its
+        slab's region, or None to allocate as usual.
+        """
+        values_slab, mask_slab = slabs
+        if self.values is None or not values_slab.contiguous:
+            return None
+        values = values_slab.take(rows * self.values.itemsize)
+        mask = mask_slab.take(rows)
+        if values is None or mask is None:
+            return None
+        return values, mask, values_slab.start, mask_slab.start
+
+    def typed(self, d: _Decoded) -> _Decoded:
+        """Return ``d`` with raw (values, mask) bytes seen as this column's numpy types."""
+        import numpy as np
+
+        assert d.buffers is not None
+        values, mask = d.buffers
+        d.buffers = (values.view(self.values), mask.view(np.bool_))
+        return d
+
     def allocate(
         self, rows: int, size: int, slabs: tuple[_Slab, _Slab] | None
     ) -> tuple[Any, ...] | None:
@@ -428,7 +452,7 @@ class _Slab:
     no copy, and no second frame's worth of memory.
     """
 
-    __slots__ = ("contiguous", "populated", "region", "used")
+    __slots__ = ("contiguous", "populated", "region", "start", "used")
 
     def __init__(self, contiguous: bool = False) -> None:
         self.contiguous = contiguous
@@ -436,6 +460,8 @@ class _Slab:
         self.used = 0
         #: Where the memory backing a contiguous region ends so far.
         self.populated = 0
+        #: Where in ``region`` the last buffer cut starts.
+        self.start = 0
 
     def take(self, nbytes: int) -> Any:
         """Return ``nbytes`` of fresh memory as uint8, or None to use the heap instead."""
@@ -458,7 +484,7 @@ class _Slab:
                 return None
             self.region, self.used = region, skip
             self.populated = skip & ~4095
-        start = self.used
+        self.start = start = self.used
         self.used = end = start + step
         if self.contiguous and _populate[0] and end > self.populated:
             # One call that backs the buffer with memory costs less than a page fault
@@ -836,6 +862,8 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     # A joined read cuts every page from its slabs, the short last one too: one page on
     # the heap would make the join copy the whole column.
     slabs = source.slabs if source is not None and (joined or rows >= _SLAB_MIN_ROWS) else None
+    #: Where the raw buffers of each column cut for a join start in their regions.
+    starts: dict[int, tuple[int, int]] = {}
     for position, plan in plans.items():
         slab = None
         if slabs is not None and plan.kept:
@@ -844,13 +872,18 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
                 assert source is not None
                 contiguous = source.joined and plan.joined
                 slab = slabs[position] = (_Slab(contiguous), _Slab(contiguous))
+            cut = plan.cut(rows, slab) if joined and plan.joined else None
+            if cut is not None:
+                outs[position] = cut[:2]
+                starts[position] = cut[2:]
+                continue
         outs[position] = plan.allocate(rows, 0 if sizes is None else sizes[position], slab)
     objects, nulls = c.fill(body, start, layout.kinds, rows, outs)
     arrays: list[Column] = []
     built: set[int] = set()
     for position, codec in zip(schema.positions, schema.codecs, strict=True):
         plan = plans[position]
-        pending = joined and plan.joined and position not in built
+        cut_at = starts.get(position)
         decoded = _Decoded(
             rows,
             nulls[position],
@@ -858,15 +891,15 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
             objects[position],
             codec,
             metadata[position],
-            # A pending column's buffers are all it needs: the page's bytes can go.
-            None if pending else page,
+            # A column cut for a join needs its buffers only: the page's bytes can go.
+            None if cut_at is not None else page,
         )
-        if pending:
+        if cut_at is not None and position not in built:
             # Built once for the whole frame by join_adjacent, not once per page.
             built.add(position)
-            arrays.append(cast("Column", _Pending(decoded, plan.build)))
+            arrays.append(cast("Column", _Pending(decoded, plan, cut_at)))
             continue
-        array = plan.build(decoded)
+        array = plan.build(decoded if cut_at is None else plan.typed(decoded))
         if position in built:
             # The same result column twice: never let two frame columns share memory.
             array = array.copy()
@@ -906,23 +939,29 @@ class _Pending:
 
     Building a pandas array costs tens of microseconds, for every column of every page;
     the pages of a joined read usually lie end to end, and then one array is built over
-    all of them (:func:`join_adjacent`).
+    all of them (:func:`join_adjacent`). The buffers are raw bytes until then.
     """
 
-    __slots__ = ("build", "decoded")
+    __slots__ = ("decoded", "plan", "starts")
 
-    def __init__(self, decoded: _Decoded, build: Build) -> None:
+    def __init__(self, decoded: _Decoded, plan: _Plan, starts: tuple[int, int]) -> None:
         self.decoded = decoded
-        self.build = build
+        self.plan = plan
+        #: Where the values and the NULL mask start in their slabs' regions.
+        self.starts = starts
 
     def __len__(self) -> int:
         return self.decoded.rows
+
+    def array(self) -> Column:
+        """Build this page's array alone."""
+        return self.plan.build(self.plan.typed(self.decoded))
 
 
 def built(chunks: Sequence[Column]) -> list[Column]:
     """Return ``chunks`` with every page still pending built into its array."""
     return [
-        chunk.build(chunk.decoded) if isinstance(chunk, _Pending) else chunk
+        chunk.array() if isinstance(chunk, _Pending) else chunk
         for chunk in cast(Sequence[Any], chunks)
     ]
 
@@ -990,16 +1029,23 @@ def join_adjacent(chunks: Sequence[Column]) -> Column | None:
 def _join_pending(chunks: Sequence[Any]) -> Column | None:
     """Build one array over pending pages whose buffers lie end to end, else None."""
     first: _Pending = chunks[0]
-    if not all(type(chunk) is _Pending and chunk.build is first.build for chunk in chunks):
+    plan = first.plan
+    if not all(type(chunk) is _Pending and chunk.plan is plan for chunk in chunks):
         return None
     if len(chunks) == 1:
-        return first.build(first.decoded)
+        return first.array()
     joined: list[Any] = []
-    for part in zip(*(chunk.decoded.buffers for chunk in chunks), strict=True):
-        buffer = _adjacent(part)
-        if buffer is None:
-            return None
-        joined.append(buffer)
+    for index in range(2):
+        # Each buffer is a slice of its slab's region: the pages lie end to end when
+        # they share the region and each starts where the one before it ends.
+        buffers: list[Any] = [chunk.decoded.buffers[index] for chunk in chunks]
+        region = buffers[0].base
+        start = end = first.starts[index]
+        for chunk, buffer in zip(chunks, buffers, strict=True):
+            if buffer.base is not region or chunk.starts[index] != end:
+                return None
+            end += len(buffer)
+        joined.append(region[start:end])
     page = first.decoded
     decoded = _Decoded(
         sum(chunk.decoded.rows for chunk in chunks),
@@ -1008,9 +1054,9 @@ def _join_pending(chunks: Sequence[Any]) -> Column | None:
         None,
         page.codec,
         page.metadata,
-        page.page,
+        None,
     )
-    return first.build(decoded)
+    return plan.build(plan.typed(decoded))
 
 
 def page_decoder(rows_decoder: PageDecoder) -> PageDecoder:
