@@ -56,6 +56,13 @@ _PAYLOAD_LENGTH_MASK: Final = 0x1FFFF
 _FRAME_HEADER: Final = 1 + frame_header_v3.size
 
 
+@functools.lru_cache(maxsize=1024)
+def _header_crc(header: int) -> int:
+    # The driver computes a segment header's CRC24 bit by bit in Python (a few µs); most
+    # segments of a large result share one header (full length, not self-contained).
+    return int(compute_crc24(header, 3))
+
+
 class ReadBuffer:
     """A connection's read buffer, written by the reactor, read in place by SegmentReader.
 
@@ -170,7 +177,7 @@ class SegmentReader:
         spans = self._spans
         while size - at >= _SEGMENT_HEADER:
             header = int.from_bytes(view[at : at + 3], "little")
-            if compute_crc24(header, 3) != int.from_bytes(view[at + 3 : at + 6], "little"):
+            if _header_crc(header) != int.from_bytes(view[at + 3 : at + 6], "little"):
                 raise CrcMismatchException(f"CRC mismatch on segment header {header:x}", endpoint)
             length = header & _PAYLOAD_LENGTH_MASK
             start = at + _SEGMENT_HEADER
