@@ -262,7 +262,7 @@ class _RawRowsResult(_DriverResult):  # type: ignore[misc]
         column_encryption_policy: Any,
     ) -> None:
         meta_start = f.tell()
-        self.recv_results_metadata(f, user_type_map)
+        _read_metadata(self, f, user_type_map)
         column_metadata = self.column_metadata or result_metadata or []
         self.column_names = [column[2] for column in column_metadata]
         self.column_types = [column[3] for column in column_metadata]
@@ -275,6 +275,82 @@ class _RawRowsResult(_DriverResult):  # type: ignore[misc]
             user_type_map,
             result_metadata,
         )
+
+
+_SPECS_FLAGS: Final = ResultMessage._FLAGS_GLOBAL_TABLES_SPEC | ResultMessage._HAS_MORE_PAGES_FLAG
+_FLAGS_AND_COUNT: Final = struct.Struct(">ii")
+
+
+class _Specs:
+    """The column specs of the last ROWS result read, as bytes and as the driver parsed them.
+
+    Every page of a query repeats them, and the driver parses them in Python each time
+    (tens of microseconds a page, more with parameterized types). A page whose specs are
+    the same bytes, read with the same user types, takes the parsed ones.
+    """
+
+    __slots__ = ("columns", "header", "raw", "user_type_map")
+
+    def __init__(
+        self, header: tuple[int, int], raw: bytes, columns: list[Any], user_type_map: Any
+    ) -> None:
+        self.header = header
+        self.raw = raw
+        self.columns = columns
+        self.user_type_map = user_type_map
+
+
+_last_specs: _Specs | None = None
+
+
+def _read_metadata(message: Any, f: io.BytesIO, user_type_map: Any) -> None:
+    """Read a ROWS result's metadata into ``message``, as ``recv_results_metadata`` does."""
+    global _last_specs
+    start = f.tell()
+    # The message's body itself (getbuffer() would copy it).
+    value = f.getvalue()
+    try:
+        flags, count = _FLAGS_AND_COUNT.unpack_from(value, start)
+        at = start + _FLAGS_AND_COUNT.size
+        paging_state = None
+        if flags & ResultMessage._HAS_MORE_PAGES_FLAG:
+            (length,) = _ROW_COUNT.unpack_from(value, at)
+            paging_state = value[at + 4 : at + 4 + length]
+            at += 4 + length
+            if length < 0:
+                flags = -1
+    except struct.error:
+        flags = -1
+    if flags < 0 or flags & ~_SPECS_FLAGS or at > len(value):
+        # Too short or malformed (the driver's own reading says what is wrong), or no
+        # metadata, a metadata id, continuous paging: the driver's way, uncached.
+        message.recv_results_metadata(f, user_type_map)
+        return
+    header = (flags & ResultMessage._FLAGS_GLOBAL_TABLES_SPEC, count)
+    known = _last_specs
+    if (
+        known is not None
+        and known.header == header
+        and known.user_type_map is user_type_map
+        and value.startswith(known.raw, at)
+    ):
+        message.paging_state = paging_state
+        message.column_metadata = list(known.columns)
+        f.seek(at + len(known.raw))
+        return
+    message.recv_results_metadata(f, user_type_map)
+    columns = message.column_metadata
+    if all(_without_user_types(column[3]) for column in columns):
+        # A user type's class may be registered between two pages: never reused.
+        _last_specs = _Specs(header, value[at : f.tell()], list(columns), user_type_map)
+
+
+def _without_user_types(cqltype: Any) -> bool:
+    from cassandra.cqltypes import UserType
+
+    if isinstance(cqltype, type) and issubclass(cqltype, UserType):
+        return False
+    return all(_without_user_types(sub) for sub in getattr(cqltype, "subtypes", ()))
 
 
 class ColumnarProtocolHandler(ProtocolHandler):  # type: ignore[misc]
