@@ -12,6 +12,8 @@ The ways, all with the same page size (``--fetch-size``, 5,000 as read_cql):
 
 - ``read_cql``: ``await cassnb.read_cql("SELECT * FROM t", session)`` with the compiled
   page decoder (the run fails if it is not built).
+- ``read_cql, pyarrow dtypes``: the same with ``dtype_backend="pyarrow"``: the uuid, text
+  and list columns are Arrow arrays instead of Python objects.
 - ``read_cql, Python decoder``: the same with ``CASSNB_NO_NATIVE=1``: the driver decodes
   rows and the type table's pure-Python decoder builds the columns.
 - ``pandas_factory``: the driver's usual recipe, a row factory returning
@@ -46,7 +48,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -55,10 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _frames_table import TABLES, Meter, connect, ensure_table
 
 READ_CQL = "read_cql"
+ARROW = "read_cql, pyarrow dtypes"
 PYTHON = "read_cql, Python decoder"
 BASELINE = "pandas_factory"
 PAGES_ONLY = "pages only"
-WAYS = (READ_CQL, PYTHON, BASELINE, "DataFrame(list(rows))", PAGES_ONLY)
+WAYS = (READ_CQL, ARROW, PYTHON, BASELINE, "DataFrame(list(rows))", PAGES_ONLY)
 #: How much less CPU per row than pandas_factory read_cql must use, per table.
 CPU_TARGETS = {"mixed": 3.0, "numeric": 10.0}
 #: Peak RSS growth of read_cql, at most, in frames' deep sizes.
@@ -88,22 +91,39 @@ def _measured_in_cassnb(
     return asyncio.run(run())
 
 
-def _read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+def _read_cql(
+    host: str,
+    port: int,
+    table: str,
+    fetch_size: int,
+    dtype_backend: Literal["numpy_nullable", "pyarrow"] = "numpy_nullable",
+) -> dict[str, Any]:
     import cassnb
 
     async def read(session: Any, meter: Meter) -> dict[str, Any]:
-        frame = await cassnb.read_cql(f"SELECT * FROM {table}", session, fetch_size=fetch_size)
+        frame = await cassnb.read_cql(
+            f"SELECT * FROM {table}", session, fetch_size=fetch_size, dtype_backend=dtype_backend
+        )
         return meter.result(frame)
 
     return _measured_in_cassnb(host, port, table, read)
 
 
-def _native_read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+def _require_native() -> None:
     from cassnb import _columnar
 
     if not _columnar.native_available():
         raise SystemExit("the compiled page decoder is not built: pip install -e . with a compiler")
+
+
+def _native_read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+    _require_native()
     return _read_cql(host, port, table, fetch_size)
+
+
+def _arrow_read_cql(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
+    _require_native()
+    return _read_cql(host, port, table, fetch_size, dtype_backend="pyarrow")
 
 
 def _pandas_factory(host: str, port: int, table: str, fetch_size: int) -> dict[str, Any]:
@@ -158,6 +178,7 @@ def _pages_only(host: str, port: int, table: str, fetch_size: int) -> dict[str, 
 
 _RUNNERS: dict[str, Callable[[str, int, str, int], dict[str, Any]]] = {
     READ_CQL: _native_read_cql,
+    ARROW: _arrow_read_cql,
     PYTHON: _read_cql,
     BASELINE: _pandas_factory,
     "DataFrame(list(rows))": _dataframe_of_rows,
@@ -219,12 +240,15 @@ def _report(results: dict[str, dict[str, dict[str, Any]]], repeat: int) -> None:
             f"{table}: read_cql uses {factor:.1f}x less CPU per row than pandas_factory "
             f"(target >= {target:.0f}x: {'met' if factor >= target else 'NOT met'})"
         )
-        ratio = ours["peak_growth"] / ours["deep"]
-        print(
-            f"{table}: read_cql peak RSS growth = {ratio:.2f}x the frame's deep size "
-            f"(target <= {RSS_TARGET}: {'met' if ratio <= RSS_TARGET else 'NOT met'}); "
-            f"{ours['peak_growth'] / ours['full']:.2f}x its full size"
-        )
+        for way in (READ_CQL, ARROW):
+            r = ways[way]
+            ratio = r["peak_growth"] / r["deep"]
+            print(
+                f"{table}: {way} peak RSS growth = {ratio:.2f}x the frame's deep size "
+                f"(target <= {RSS_TARGET}: {'met' if ratio <= RSS_TARGET else 'NOT met'}); "
+                f"{r['peak_growth'] / r['full']:.2f}x its full size, which is "
+                f"{r['full'] / r['deep']:.2f}x its deep size"
+            )
         if base["dtypes"] == ["object"]:
             print(
                 f"{table}: (pandas_factory's frame is all object: its last page came back "
