@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger("cassnb")
 
-_ABI: Final = 2
+_ABI: Final = 3
 
 
 def _load_native() -> ModuleType | None:
@@ -528,10 +528,13 @@ class _Slab:
     no copy, and no second frame's worth of memory.
     """
 
-    __slots__ = ("contiguous", "populated", "region", "start", "used")
+    __slots__ = ("contiguous", "populate", "populated", "region", "start", "used")
 
-    def __init__(self, contiguous: bool = False) -> None:
+    def __init__(self, contiguous: bool = False, *, populate: bool = True) -> None:
         self.contiguous = contiguous
+        #: Back a contiguous region with memory ahead of the writes (not for NULL masks,
+        #: whose zeroed pages are only written where a page has NULLs).
+        self.populate = populate
         self.region: Any = None
         self.used = 0
         #: Where the memory backing a contiguous region ends so far.
@@ -562,7 +565,7 @@ class _Slab:
             self.populated = skip & ~4095
         self.start = start = self.used
         self.used = end = start + step
-        if self.contiguous and _populate[0] and end > self.populated:
+        if self.contiguous and self.populate and _populate[0] and end > self.populated:
             # One call that backs the buffer with memory costs less than a page fault
             # for every 4 KiB of it while the decoder writes; one call for the next few
             # pages too costs less than a call for every page.
@@ -947,10 +950,14 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
             if slab is None:
                 assert source is not None
                 contiguous = source.joined and plan.joined
-                slab = slabs[position] = (_Slab(contiguous), _Slab(contiguous))
+                slab = slabs[position] = (
+                    _Slab(contiguous),
+                    _Slab(contiguous, populate=plan.values is None),
+                )
             cut = plan.cut(rows, slab) if joined and plan.joined else None
             if cut is not None:
-                outs[position] = cut[:2]
+                # The mask is fresh zeroed memory: fill() writes only the NULLs.
+                outs[position] = (*cut[:2], True)
                 starts[position] = cut[2:]
                 continue
         outs[position] = plan.allocate(rows, 0 if sizes is None else sizes[position], slab)
@@ -960,10 +967,11 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     for position, codec in zip(schema.positions, schema.codecs, strict=True):
         plan = plans[position]
         cut_at = starts.get(position)
+        buffers = outs[position]
         decoded = _Decoded(
             rows,
             nulls[position],
-            outs[position],
+            buffers if cut_at is None or buffers is None else buffers[:2],
             objects[position],
             codec,
             metadata[position],

@@ -84,6 +84,11 @@ def _scan_and_fill(body: bytes, kinds: bytes, limit: int) -> None:
     outs = [
         _columnar._buffers(kind, rows, sizes[i], wide=bool(i % 2)) for i, kind in enumerate(kinds)
     ]
+    # Every third fixed-width column says its mask is zeroed, as a joined read's do.
+    outs = [
+        (*out, True) if out is not None and len(out) == 2 and i % 3 == 0 else out
+        for i, out in enumerate(outs)
+    ]
     native.fill(body, 0, kinds, rows, outs)
 
 

@@ -18,7 +18,7 @@
 #include <string.h>
 
 /* Bumped whenever scan()/fill() change meaning, so that a stale build is not used. */
-#define COLUMNAR_ABI 2
+#define COLUMNAR_ABI 3
 
 /* What fill() makes of one column; the numbers are shared with cassnb/_columnar.py. */
 enum kind {
@@ -329,6 +329,7 @@ typedef struct {
     int nviews;
     unsigned char *values; /* fixed: n * OUT_WIDTH */
     unsigned char *mask;   /* fixed, varlen: n bytes, 1 = NULL */
+    int mask_zeroed;       /* fixed: the mask holds zeros already; only NULLs are written */
     unsigned char *data;   /* varlen: the bytes; raw: the body */
     Py_ssize_t data_len;
     void *offsets;         /* varlen: n + 1 offsets of 4 or 8 bytes */
@@ -371,7 +372,17 @@ static int open_column(column_out *o, unsigned char k, PyObject *outs, Py_ssize_
     PyObject *item;
     switch (SHAPE[k]) {
     case S_FIXED:
-        if ((item = out_item(outs, c, 2)) == NULL) return -1;
+        /* (values, mask), or (values, mask, zeroed): a true ``zeroed`` says the mask is
+           fresh zeroed memory, so that the pages of a column without NULLs are never
+           written (nor, for mapped memory, ever backed). */
+        item = PySequence_Fast_GET_ITEM(outs, c);
+        if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3) {
+            int zeroed = PyObject_IsTrue(PyTuple_GET_ITEM(item, 2));
+            if (zeroed < 0) return -1;
+            o->mask_zeroed = zeroed;
+        } else if ((item = out_item(outs, c, 2)) == NULL) {
+            return -1;
+        }
         if (get_writable(PyTuple_GET_ITEM(item, 0), &o->views[0], rows * OUT_WIDTH[k], c,
                          "values") < 0)
             return -1;
@@ -521,7 +532,7 @@ static inline int fill_cell(column_out *o, unsigned char k, const unsigned char 
     default:
         return 0;
     }
-    if (o->mask != NULL) o->mask[r] = (unsigned char)null;
+    if (o->mask != NULL && (null || !o->mask_zeroed)) o->mask[r] = (unsigned char)null;
     return 0;
 }
 
@@ -581,7 +592,8 @@ static int fill_rows(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
 PyDoc_STRVAR(fill_doc,
              "fill(page, offset, kinds, rows, outs) -> (objects, nulls)\n\n"
              "Decode ``rows`` rows of a page into the columns' output buffers.\n\n"
-             "``outs[c]`` is, by the column's kind: (values, mask) for fixed-width kinds; "
+             "``outs[c]`` is, by the column's kind: (values, mask) for fixed-width kinds, or "
+             "(values, mask, True) when the mask is zeroed memory and only NULLs need writing; "
              "(offsets, data, mask) for variable-length kinds, offsets holding rows + 1 "
              "int32 or int64; (body,) for raw columns, sized as scan() said; None for "
              "skipped and object columns. Returns, per column, the list of values of object "

@@ -30,7 +30,7 @@ def fill(
     offset: int,
     kinds: bytes,
     rows: int,
-    outs: Sequence[tuple[Buffer, ...] | None],
+    outs: Sequence[tuple[Any, ...] | None],
     /,
-) -> list[list[Any] | None]: ...
+) -> tuple[list[list[Any] | None], list[int]]: ...
 def valid_utf8(data: Buffer, /) -> bool: ...

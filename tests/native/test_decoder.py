@@ -258,6 +258,26 @@ def test_bad_arguments_are_refused() -> None:
         native.fill(body, 8, bytes([native.K_FIX4]), 2, [(b"readonly!", bytearray(2))])
 
 
+def test_a_zeroed_mask_gets_only_its_nulls_written() -> None:
+    """(values, mask, True): the mask is taken as zeros, and only NULL rows are written."""
+    body = page_body([[struct.pack(">i", 7)], [None], [struct.pack(">i", 9)], [b""]], 1)
+    kinds = bytes([native.K_FIX4])
+    values, mask = bytearray(16), bytearray(b"\xee" * 4)
+    _, nulls = native.fill(body, 8, kinds, 4, [(values, mask, True)])
+    assert nulls == [2]
+    assert struct.unpack("<4i", values) == (7, 0, 9, 0)
+    # Rows with a value are left as they were: in a fresh mapping, pages never touched.
+    assert bytes(mask) == b"\xee\x01\xee\x01"
+    values, mask = bytearray(16), bytearray(b"\xee" * 4)
+    native.fill(body, 8, kinds, 4, [(values, mask, False)])
+    assert bytes(mask) == b"\x00\x01\x00\x01"
+    values, mask = bytearray(16), bytearray(b"\xee" * 4)
+    native.fill(body, 8, kinds, 4, [(values, mask)])
+    assert bytes(mask) == b"\x00\x01\x00\x01"
+    with pytest.raises(TypeError):
+        native.fill(body, 8, kinds, 4, [(values, mask, True, True)])
+
+
 @given(st.binary(max_size=64))
 @settings(max_examples=2000)
 def test_utf8_check_agrees_with_python(data: bytes) -> None:
