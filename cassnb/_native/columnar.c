@@ -270,7 +270,9 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     const Py_ssize_t len = page.len;
     Py_ssize_t pos = offset + 4;
     fault f = {P_NONE, 0, 0, 0, 0};
-    for (Py_ssize_t r = 0; r < rows && f.what == P_NONE; r++) {
+    /* Rows of no columns take no bytes: however many a page claims, there is nothing to
+       walk (and a loop over two billion of them would take seconds). */
+    for (Py_ssize_t r = 0; r < rows && ncols > 0 && f.what == P_NONE; r++) {
         for (Py_ssize_t c = 0; c < ncols; c++) {
             if (len - pos < 4) {
                 f = (fault){P_TRUNCATED, r, c, pos, 0};
@@ -556,6 +558,7 @@ static PyObject *object_cell(unsigned char k, const unsigned char *p, int32_t n)
 static int fill_rows(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
                      const unsigned char *kinds, Py_ssize_t ncols, Py_ssize_t rows,
                      column_out *outs, fault *f) {
+    if (ncols == 0) return 0; /* rows of no columns: nothing to write */
     for (Py_ssize_t r = 0; r < rows; r++) {
         for (Py_ssize_t c = 0; c < ncols; c++) {
             if (len - pos < 4) {
