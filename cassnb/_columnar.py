@@ -704,9 +704,10 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
         return d.codec.to_array(d.objects)
 
     def fixed(kind: int, values: Any, build: Build, *, copied: bool = False) -> _Plan:
-        # Arrow columns are built from copies, as are those whose build makes new arrays
-        # (``copied``): their buffers are scratch, freed with the page.
-        kept = build is not _arrow_fixed and not copied
+        # Columns whose build makes new arrays (``copied``) leave their buffers as
+        # scratch, freed with the page. The others, Arrow's too (it wraps the values
+        # buffer), keep them: from slabs, and in a joined read built once over all pages.
+        kept = not copied
         return _Plan(kind, build, values=np.dtype(values), kept=kept, joined=kept)
 
     integers = masked(pd.arrays.IntegerArray)

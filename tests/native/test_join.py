@@ -117,6 +117,19 @@ def test_a_short_last_page_is_cut_from_the_same_mapping() -> None:
         assert _mapping_of(array._mask) is not None
 
 
+def test_arrow_columns_of_a_joined_read_are_one_chunk() -> None:
+    pages, _ = _sized_pages([2000, 2000, 7])
+    schema = FrameSchema.from_metadata(pages[0].column_names, pages[0].column_types, "pyarrow")
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    joined = _joined(decoder.decode_for_join, pages, schema)
+    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
+    assert_same_columns(joined, reference)
+    # Numbers, booleans and times: one Arrow array over the whole read, not one per page.
+    for index in (0, 1, 2, 3, 4, 6):
+        assert joined[index]._pa_array.num_chunks == 1
+        assert len(joined[index]) == 4007
+
+
 def test_pages_of_two_reads_are_joined_by_a_copy() -> None:
     # Decoded for a join, but from two requests' slabs: each page's array is built, then
     # the arrays are concatenated.
