@@ -472,22 +472,34 @@ class _Plan:
         slab's region, or None to allocate as usual.
         """
         values_slab, mask_slab = slabs
-        if self.values is None or not values_slab.contiguous:
+        if not values_slab.contiguous:
             return None
-        values = values_slab.take(rows * self.values.itemsize)
-        mask = mask_slab.take(rows)
-        if values is None or mask is None:
+        taken = self._take_fixed(rows, slabs)
+        if taken is None:
             return None
-        return values, mask, values_slab.start, mask_slab.start
+        return *taken, values_slab.start, mask_slab.start
 
     def typed(self, d: _Decoded) -> _Decoded:
         """Return ``d`` with raw (values, mask) bytes seen as this column's numpy types."""
+        assert d.buffers is not None
+        d.buffers = self._viewed(*d.buffers)
+        return d
+
+    def _take_fixed(self, rows: int, slabs: tuple[_Slab, _Slab]) -> tuple[Any, Any] | None:
+        """Cut a page's raw values and NULL mask from the slabs, or None if one is out."""
+        if self.values is None:
+            return None
+        values = slabs[0].take(rows * self.values.itemsize)
+        mask = slabs[1].take(rows)
+        if values is None or mask is None:
+            return None
+        return values, mask
+
+    def _viewed(self, values: Any, mask: Any) -> tuple[Any, Any]:
+        """See raw values and NULL-mask bytes as this column's numpy types."""
         import numpy as np
 
-        assert d.buffers is not None
-        values, mask = d.buffers
-        d.buffers = (values.view(self.values), mask.view(np.bool_))
-        return d
+        return values.view(self.values), mask.view(np.bool_)
 
     def allocate(
         self, rows: int, size: int, slabs: tuple[_Slab, _Slab] | None
@@ -496,10 +508,9 @@ class _Plan:
         import numpy as np
 
         if slabs is not None and self.values is not None:
-            values = slabs[0].take(rows * self.values.itemsize)
-            mask = slabs[1].take(rows)
-            if values is not None and mask is not None:
-                return values.view(self.values), mask.view(bool)
+            taken = self._take_fixed(rows, slabs)
+            if taken is not None:
+                return self._viewed(*taken)
         elif slabs is not None and self.kind in _SCANNED and self.kind != _RAW:
             offset_type = np.dtype(np.int64 if self.wide else np.int32)
             offsets = slabs[0].take((rows + 1) * offset_type.itemsize)

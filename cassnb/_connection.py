@@ -81,8 +81,7 @@ class ReadBuffer:
     def write(self, chunk: bytes) -> int:
         """Append ``chunk`` (as the reactors write into the driver's buffer)."""
         end = self.size + len(chunk)
-        if end > len(self.data):
-            self.data.extend(bytes(max(end, 2 * len(self.data)) - len(self.data)))
+        self._reserve(end)
         self.data[self.size : end] = chunk
         self.size = end
         return len(chunk)
@@ -95,12 +94,16 @@ class ReadBuffer:
         copied for every read.
         """
         end = self.size + count
-        if end > len(self.data):
-            self.data.extend(bytes(max(end, 2 * len(self.data)) - len(self.data)))
+        self._reserve(end)
         with memoryview(self.data)[self.size : end] as free:
             received = sock.recv_into(free)
         self.size += received
         return received
+
+    def _reserve(self, end: int) -> None:
+        """Grow ``data`` to at least ``end`` bytes, at least doubling it."""
+        if end > len(self.data):
+            self.data.extend(bytes(max(end, 2 * len(self.data)) - len(self.data)))
 
     def tell(self) -> int:
         """Return how many bytes are held (the reactors' test for input)."""
