@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import struct
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
@@ -127,7 +128,9 @@ class RawPage(Sequence[Any]):
         "_rows_start",
         "_user_type_map",
         "column_metadata",
+        "decoded",
         "protocol_version",
+        "raw_pending",
         "source",
     )
 
@@ -158,6 +161,10 @@ class RawPage(Sequence[Any]):
         self._count: int = count
         self.source: _KeepRaw | None = None
         self._rows: list[Any] | None = None
+        #: Its columns, or why they could not be decoded, when decoded as it arrived.
+        self.decoded: tuple[FrameSchema, list[Column] | Exception] | None = None
+        #: Counted in its source's ``raw_pending`` until decoded.
+        self.raw_pending = False
 
     @property
     def body(self) -> bytes:
@@ -234,6 +241,8 @@ class RawPage(Sequence[Any]):
             count,
         )
         page.source = self.source
+        # The prefix is decoded instead of this page.
+        page.raw_pending, self.raw_pending = self.raw_pending, False
         return page
 
     def __iter__(self) -> Iterator[Any]:
@@ -366,9 +375,11 @@ class _KeepRaw:
     """A request's row factory: it passes RawPages through until someone reads rows.
 
     From then on, each page is decoded into rows when it arrives, as without this module.
+    A read that joins every page into one frame may ask for its pages to be decoded into
+    columns as they arrive instead (:meth:`decode_ahead`).
     """
 
-    __slots__ = ("joined", "row_factory", "rows_wanted", "slabs")
+    __slots__ = ("ahead", "joined", "lock", "raw_pending", "row_factory", "rows_wanted", "slabs")
 
     def __init__(self, row_factory: Callable[[list[str], list[Any]], Any]) -> None:
         self.row_factory = row_factory
@@ -378,6 +389,13 @@ class _KeepRaw:
         self.slabs: dict[int, tuple[_Slab, _Slab]] = {}
         #: Every page is joined into one frame: cut each column's pages end to end.
         self.joined = False
+        #: The schema to decode pages into on the driver's thread as they arrive.
+        self.ahead: FrameSchema | None = None
+        #: Pages with rows handed over undecoded, which the loop has not decoded yet: a
+        #: page decoded ahead of them would take its buffers out of order.
+        self.raw_pending = 0
+        #: Held while a page takes buffers from the slabs, on whichever thread.
+        self.lock = threading.Lock()
 
     def __call__(self, column_names: list[str], rows: Any) -> Any:
         if not isinstance(rows, RawPage):
@@ -385,7 +403,28 @@ class _KeepRaw:
         rows.source = self
         if self.rows_wanted:
             return rows._materialize()
+        if rows:
+            schema = self.ahead
+            # Only this thread adds to raw_pending: once it is 0, it stays 0 meanwhile.
+            if schema is None or self.raw_pending:
+                with self.lock:
+                    self.raw_pending += 1
+                    rows.raw_pending = True
+                return rows
+            try:
+                rows.decoded = (schema, decode_page(rows, schema))
+            except Exception as exc:  # raised where the page is read, on the loop
+                rows.decoded = (schema, exc)
         return rows
+
+    def decode_ahead(self, schema: FrameSchema) -> None:
+        """Decode the next pages into ``schema``'s columns on the driver's thread.
+
+        The loop then only collects them: their bytes are decoded on the thread that
+        just received them, while they are still in its CPU's cache, and the loop wakes
+        to nothing but bookkeeping.
+        """
+        self.ahead = schema
 
 
 def start_request(session: Session, statement: Any, *, timeout: Any = _NOT_SET) -> ResponseFuture:
@@ -929,6 +968,17 @@ def _layout(schema: FrameSchema, types: Sequence[Any]) -> _Layout:
 
 def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     """Decode a raw page into one array per schema column; raise ValueError if malformed."""
+    source = page.source
+    if source is None:
+        return _decode_page(page, schema)
+    with source.lock:
+        if page.raw_pending:
+            page.raw_pending = False
+            source.raw_pending -= 1
+        return _decode_page(page, schema)
+
+
+def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     c = _native
     if c is None:
         raise RuntimeError("the native page decoder is not available")
@@ -1015,19 +1065,32 @@ class NativeDecoder:
         if not isinstance(rows, RawPage) or not rows:
             return self._rows_decoder.decode(rows, schema)
         try:
-            return decode_page(rows, schema)
+            decoded = rows.decoded
+            if decoded is None or decoded[0] is not schema:
+                return decode_page(rows, schema)
+            rows.decoded = None
+            if isinstance(decoded[1], Exception):
+                raise decoded[1]
+            return decoded[1]
         except ValueError as exc:
             raise CassandraError(f"could not decode a result page: {exc}") from exc
 
-    def decode_for_join(self, rows: Sequence[Sequence[Any]], schema: FrameSchema) -> list[Column]:
+    def decode_for_join(
+        self, rows: Sequence[Sequence[Any]], schema: FrameSchema, *, ahead: bool = False
+    ) -> list[Column]:
         """Decode a page of a result whose pages are all joined into one frame.
 
         The result's numpy columns are then cut end to end, so that :func:`join_adjacent`
-        joins them without a copy.
+        joins them without a copy. With ``ahead``, the result's next pages are decoded
+        as they arrive (every page must then be read whole, in order).
         """
-        if isinstance(rows, RawPage) and rows.source is not None:
-            rows.source.joined = True
-        return self.decode(rows, schema)
+        source = rows.source if isinstance(rows, RawPage) else None
+        if source is not None:
+            source.joined = True
+        columns = self.decode(rows, schema)
+        if ahead and source is not None:
+            source.decode_ahead(schema)
+        return columns
 
 
 class _Pending:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import functools
 import gc
 import importlib.util
 import re
@@ -212,8 +213,12 @@ async def collect_pages(
     chunks: list[list[Column]] = []
     rows = 0
     # Every page ends up in the one frame: a decoder that can lay them out for a join
-    # without copies is told so.
-    decode = getattr(page_decoder, "decode_for_join", page_decoder.decode)
+    # without copies is told so, and may decode them as they arrive when each is read
+    # whole.
+    decode: Callable[[Sequence[Any], FrameSchema], list[Column]] = page_decoder.decode
+    decode_for_join = getattr(page_decoder, "decode_for_join", None)
+    if decode_for_join is not None:
+        decode = functools.partial(decode_for_join, ahead=max_rows is None)
     async with _pages(stream) as pages:
         with _untraced_by_gc() as spare_kept_objects:
             async for page in pages:
