@@ -21,10 +21,14 @@ pytestmark = pytest.mark.skipif(
 TYPES = [cqltypes.Int32Type, cqltypes.DoubleType, cqltypes.UTF8Type]
 
 
+def _page(start: int, rows: int) -> _columnar.RawPage:
+    """A page of ``rows`` rows numbered from ``start``, not yet handed to a request."""
+    return raw_page(TYPES, [[i, i / 2, f"r{i}"] for i in range(start, start + rows)])
+
+
 def _arrive(source: _columnar._KeepRaw, start: int, rows: int) -> _columnar.RawPage:
     """Hand a page to ``source`` as the driver does when it arrives."""
-    values = [[i, i / 2, f"r{i}"] for i in range(start, start + rows)]
-    page = source(["a", "b", "c"], raw_page(TYPES, values))
+    page = source(["a", "b", "c"], _page(start, rows))
     assert isinstance(page, _columnar.RawPage)
     return page
 
@@ -50,9 +54,7 @@ def test_a_page_waits_for_the_undecoded_pages_before_it() -> None:
     assert fourth.decoded is not None and fourth.decoded[0] is schema
     columns = decoder.decode_for_join(fourth, schema, ahead=True)
     assert fourth.decoded is None
-    reference = ColumnwiseDecoder().decode(
-        list(raw_page(TYPES, [[i, i / 2, f"r{i}"] for i in range(9000, 12000)])), schema
-    )
+    reference = ColumnwiseDecoder().decode(list(_page(9000, 3000)), schema)
     assert_same_columns(_columnar.built(columns), reference)
 
 
@@ -70,8 +72,7 @@ def test_a_page_that_fails_ahead_fails_where_it_is_read() -> None:
     first = _arrive(source, 0, 10)
     schema = _schema(first)
     decoder.decode_for_join(first, schema, ahead=True)
-    values = [[i, i / 2, f"r{i}"] for i in range(10)]
-    good = raw_page(TYPES, values)
+    good = _page(0, 10)
     # The same page with its last cell cut short: fill() finds it truncated.
     broken = _columnar.RawPage(
         good.body[:-3], 0, 8, good.column_metadata, good.protocol_version, {}, good.column_metadata
