@@ -9,8 +9,9 @@ through thousands of small reads and a copy of the unread input per segment.
 :class:`SegmentReader` checks the segments where they lie in the read buffer (a
 :class:`ReadBuffer`, which keeps its capacity from frame to frame), notes where their
 payloads are, and copies each frame body out once, when its last byte has arrived.
-:func:`connection_class` returns the reactor class the driver would use, with that reader
-and 256 KiB socket reads (on the libev reactor, straight into that buffer). Compressed
+:func:`connection_class` returns the reactor class the driver would use, with that reader,
+256 KiB socket reads (on the libev reactor, straight into that buffer), and requests
+framed without the driver's bit-by-bit CRC24 (:class:`_UncompressedSegments`). Compressed
 segments (LZ4, when the ``lz4`` package is there) and protocols before v5 keep the driver's
 own path.
 """
@@ -33,7 +34,7 @@ from cassandra.connection import (
     segment_codec_no_compression,
 )
 from cassandra.protocol import ProtocolVersion
-from cassandra.segment import CRC32_INITIAL, compute_crc24
+from cassandra.segment import CRC32_INITIAL, Segment, SegmentCodec, compute_crc24
 
 try:
     # zlib-ng's CRC32 folds with carry-less multiplication where the CPU has it: more than
@@ -239,6 +240,38 @@ def _parse_frame_header(header: bytes) -> Any:
     return _Frame(version, flags, stream, opcode, _FRAME_HEADER, _FRAME_HEADER + body_length)
 
 
+class _UncompressedSegments(SegmentCodec):  # type: ignore[misc]
+    """The driver's codec for uncompressed segments, writing a request's segment in one go.
+
+    The driver frames each request (every page of a result is one) bit by bit in Python:
+    the header's CRC24 alone takes several microseconds. A request that fits one segment
+    is written here with the header CRC remembered and zlib-ng's CRC32; larger ones, and
+    all reading, stay the driver's.
+    """
+
+    def encode(self, buffer: Any, msg: bytes) -> None:
+        length = len(msg)
+        if length > Segment.MAX_PAYLOAD_LENGTH:
+            super().encode(buffer, msg)
+            return
+        header = length | _SELF_CONTAINED
+        buffer.write(
+            b"".join(
+                (
+                    header.to_bytes(3, "little"),
+                    _header_crc(header).to_bytes(3, "little"),
+                    msg,
+                    crc32(msg, CRC32_INITIAL).to_bytes(_SEGMENT_TRAILER, "little"),
+                )
+            )
+        )
+
+
+#: The header flag of a segment that holds whole frames.
+_SELF_CONTAINED: Final = 1 << SegmentCodec.FLAG_OFFSET
+_UNCOMPRESSED: Final = _UncompressedSegments()
+
+
 class _SegmentReading:
     """Mixed into a reactor's connection class: large reads, and a SegmentReader."""
 
@@ -252,6 +285,11 @@ class _SegmentReading:
     _segment_codec: Any
     endpoint: Any
 
+    def _enable_checksumming(self) -> None:
+        super()._enable_checksumming()  # type: ignore[misc]
+        if self._segment_codec is segment_codec_no_compression:
+            self._segment_codec = _UNCOMPRESSED
+
     def process_io_buffer(self) -> None:
         """Hand every complete frame in the read buffer to ``process_msg``."""
         reader = self._segments
@@ -260,7 +298,7 @@ class _SegmentReading:
         io_buffer = self._io_buffer
         if (
             not self._is_checksumming_enabled
-            or self._segment_codec is not segment_codec_no_compression
+            or self._segment_codec is not _UNCOMPRESSED
             or (
                 reader.idle
                 and (self._current_frame is not None or io_buffer._cql_frame_buffer.tell())

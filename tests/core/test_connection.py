@@ -6,7 +6,7 @@ from _core_data import KEYSPACE, Data
 from cassandra.cluster import DefaultConnection
 
 from cassnb import AsyncCluster, AsyncSession, StreamConfig
-from cassnb._connection import SegmentReader, connection_class
+from cassnb._connection import _UNCOMPRESSED, SegmentReader, connection_class
 
 
 async def test_pages_of_many_segments_arrive_whole(session: AsyncSession, data: Data) -> None:
@@ -25,6 +25,8 @@ async def test_pages_of_many_segments_arrive_whole(session: AsyncSession, data: 
     connections = [c for pool in driver_session._pools.values() for c in pool.get_connections()]
     readers = [connection._segments for connection in connections]
     assert readers and all(isinstance(reader, SegmentReader) for reader in readers)
+    # Every request was framed by cassnb's writer, and the server read them all.
+    assert all(connection._segment_codec is _UNCOMPRESSED for connection in connections)
 
 
 async def test_the_driver_reactor_by_default_and_a_given_class_as_given(data: Data) -> None:

@@ -12,7 +12,7 @@ from cassandra.segment import Segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cassnb._connection import ReadBuffer, SegmentReader, connection_class
+from cassnb._connection import _UNCOMPRESSED, ReadBuffer, SegmentReader, connection_class
 
 _FRAME_HEADER = struct.Struct(">BBhBi")
 _RESPONSE_V5 = 0x80 | 5
@@ -122,6 +122,16 @@ def test_an_unknown_protocol_version_is_refused() -> None:
     buffer = ReadBuffer(segments(bytes(message)))
     with pytest.raises(ProtocolError, match="protocol version"):
         SegmentReader().read(buffer, "here")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=3 * Segment.MAX_PAYLOAD_LENGTH), st.integers(0, 250))
+def test_requests_are_framed_as_the_driver_frames_them(size: int, seed: int) -> None:
+    message = body(size, seed)
+    ours, drivers = io.BytesIO(), io.BytesIO()
+    _UNCOMPRESSED.encode(ours, message)
+    segment_codec_no_compression.encode(drivers, message)
+    assert ours.getvalue() == drivers.getvalue()
 
 
 def test_the_connection_class_keeps_the_reactor() -> None:
