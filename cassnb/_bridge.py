@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 #: Posted callbacks run per turn of the loop (see _Inbox).
 DELIVERED_PER_TURN = 8
+#: How long a feed running ahead holds pages before it hands them to the loop: a progress
+#: display still moves several times a second.
+_HELD_SECONDS = 0.2
 
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="cassnb")
 
@@ -226,10 +229,20 @@ def run_blocking_sync(fn: Callable[[], object], *, timeout: float) -> bool:
 class Page:
     """One response from the server: rows plus what the driver learned with them."""
 
-    __slots__ = ("column_names", "column_types", "has_more", "paging_state", "rows", "warnings")
+    __slots__ = (
+        "column_names",
+        "column_types",
+        "has_more",
+        "next_requested",
+        "paging_state",
+        "rows",
+        "warnings",
+    )
 
     def __init__(self, rows: Sequence[Any], response_future: Any) -> None:
         self.rows = rows
+        #: The driver's thread already asked for the next page (see PageFeed.run_ahead).
+        self.next_requested = False
         # The driver keeps these on the future and only exposes them through its own
         # ResultSet; read here, on the driver's thread, before the next page replaces them.
         self.column_names: list[str] | None = response_future._col_names
@@ -351,9 +364,21 @@ class PageFeed:
 
     The feed holds its receiver weakly, so the driver's future never keeps a stream
     alive: a dropped stream is collected by reference counting alone.
+
+    Normally the loop asks for each next page (:meth:`request_next`). A reader that takes
+    every page as it comes may let the driver's thread run ahead (:meth:`run_ahead`).
     """
 
-    __slots__ = ("__weakref__", "_loop", "_on_error", "_on_page", "response_future")
+    __slots__ = (
+        "__weakref__",
+        "_ahead",
+        "_flushed_at",
+        "_held",
+        "_loop",
+        "_on_error",
+        "_on_page",
+        "response_future",
+    )
 
     def __init__(
         self,
@@ -366,7 +391,25 @@ class PageFeed:
         self._on_page = weakref.WeakMethod(on_page)
         self._on_error = weakref.WeakMethod(on_error)
         self.response_future: Any = response_future
+        self._ahead = False
+        #: Pages run ahead of the loop, not handed over yet; only the driver's thread
+        #: touches them.
+        self._held: list[Page] = []
+        self._flushed_at = 0.0
         response_future.add_callbacks(self._rows_arrived, self._error_arrived)
+
+    def run_ahead(self) -> None:
+        """From the next page that arrives on, ask for the page after it right away, on the
+        driver's thread, and hand pages over a few at a time (call on the loop's thread).
+
+        Waking the loop for every page, and the loop then sending the next request, cost
+        about a sixth of the CPU of reading an all-numeric table into a frame. Pages are
+        then fetched back to back with no bound on how many wait in the stream: only for a
+        reader that keeps every page anyway, as it arrives. A page that arrives already
+        asked for says so (``Page.next_requested``).
+        """
+        self._flushed_at = time.monotonic()
+        self._ahead = True
 
     def _rows_arrived(self, rows: Sequence[Any] | None) -> None:
         response_future = self.response_future
@@ -378,16 +421,46 @@ class PageFeed:
         except Exception as exc:
             self._error_arrived(exc)
             return
+        if self._ahead and page.has_more:
+            try:
+                start_next_page(response_future)
+                page.next_requested = True
+            except Exception:
+                # The loop then asks for it itself, and meets the error there.
+                pass
+        if page.next_requested:
+            self._held.append(page)
+            if time.monotonic() - self._flushed_at < _HELD_SECONDS:
+                return
+        self._hand_over(None if page.next_requested else page)
+
+    def _hand_over(self, last: Page | BaseException | None) -> None:
+        """Post the held pages, then ``last``, to the loop (on the driver's thread)."""
+        held, self._held = self._held, []
+        self._flushed_at = time.monotonic()
         receiver = self._on_page()
         if receiver is None:
             self.detach()
             return
-        post(self._loop, receiver, page)
+        for page in held:
+            post(self._loop, receiver, page)
+        if isinstance(last, Page):
+            post(self._loop, receiver, last)
+        elif last is not None:
+            on_error = self._on_error()
+            if on_error is None:
+                self.detach()
+                return
+            post(self._loop, on_error, last)
 
     def _error_arrived(self, exc: BaseException) -> None:
         response_future = self.response_future
         if response_future is not None:
             _release_timer(response_future)
+        if self._held:
+            # The pages before the failure first: the loop resumes after the last of them.
+            self._hand_over(exc)
+            return
         receiver = self._on_error()
         if receiver is None:
             self.detach()
@@ -402,6 +475,7 @@ class PageFeed:
 
     def detach(self) -> None:
         """Stop listening: clear the driver future's callbacks and forget it."""
+        self._held = []
         response_future, self.response_future = self.response_future, None
         if response_future is not None:
             response_future.clear_callbacks()

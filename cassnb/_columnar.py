@@ -1092,6 +1092,11 @@ class NativeDecoder:
             source.decode_ahead(schema)
         return columns
 
+    def decoded_ahead(self, rows: Sequence[Sequence[Any]]) -> bool:
+        """Whether ``rows`` was decoded on the driver's thread when it arrived (every later
+        page of its result then is too); ask before :meth:`decode` takes the columns."""
+        return isinstance(rows, RawPage) and rows.decoded is not None
+
 
 class _Pending:
     """A page's column of a joined read, decoded but not yet made into an array.

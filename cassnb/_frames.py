@@ -219,6 +219,9 @@ async def collect_pages(
     decode_for_join = getattr(page_decoder, "decode_for_join", None)
     if decode_for_join is not None:
         decode = functools.partial(decode_for_join, ahead=max_rows is None)
+    # Once pages are decoded as they arrive, the loop has nothing to do per page: the
+    # driver's thread may then fetch them back to back and hand them over in batches.
+    decoded_ahead = getattr(page_decoder, "decoded_ahead", None) if max_rows is None else None
     async with _pages(stream) as pages:
         with _untraced_by_gc() as spare_kept_objects:
             async for page in pages:
@@ -228,6 +231,9 @@ async def collect_pages(
                 if max_rows is not None and rows + len(page) > max_rows:
                     page = page[: max_rows - rows]
                 if page:
+                    if decoded_ahead is not None and decoded_ahead(page):
+                        stream._run_ahead()
+                        decoded_ahead = None
                     for column, array in zip(chunks, decode(page, schema), strict=True):
                         column.append(array)
                     spare_kept_objects()

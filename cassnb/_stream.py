@@ -154,7 +154,8 @@ class _State:
     def on_page(self, page: Page) -> None:
         if self.closed_because is not None:
             return
-        self.requesting = False
+        # A feed running ahead has already asked for the next page.
+        self.requesting = page.next_requested
         self.resumes_left = _RESUMES_PER_PAGE
         if self.column_names is None:
             self.column_names = list(page.column_names or [])
@@ -172,6 +173,11 @@ class _State:
         else:
             self.maybe_prefetch()
         self.wake()
+
+    def run_ahead(self) -> None:
+        """Let the driver's thread fetch every remaining page back to back."""
+        if self.feed is not None and self.max_pages is None:
+            self.feed.run_ahead()
 
     def on_error(self, exc: BaseException) -> None:
         if self.closed_because is not None:
@@ -331,6 +337,12 @@ class AsyncStreamingResultSet:
         frames layer decodes those column by column instead).
         """
         return _Pages(self)
+
+    def _run_ahead(self) -> None:
+        """The reader keeps every page, as it comes: from now on the driver's thread asks
+        for each next page as soon as the previous one arrives (for the frames layer; no
+        bound then holds on how many pages wait here)."""
+        self._state.run_ahead()
 
     async def _next_page(self) -> Sequence[Row] | None:
         state = self._state

@@ -10,7 +10,7 @@ from _native_node import ROWS, DecodeSpy, Remote, assert_same_frames, python_pat
 from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
 
-from cassnb import CassandraError, _columnar
+from cassnb import CassandraError, _bridge, _columnar
 from cassnb._frames import read_cql
 from cassnb._types import ColumnwiseDecoder, FrameSchema
 
@@ -114,6 +114,46 @@ def test_read_cql_decodes_later_pages_on_the_drivers_thread(
     # by the thread that received them.
     assert spy.threads[0] == loop_thread
     assert any(name != loop_thread for name in spy.threads)
+
+
+class _AskSpy:
+    """Notes the thread that asks for each next page."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.threads: list[str] = []
+        ask = _bridge.start_next_page
+
+        def spy(response_future: Any) -> None:
+            self.threads.append(threading.current_thread().name)
+            ask(response_future)
+
+        monkeypatch.setattr(_bridge, "start_next_page", spy)
+
+
+def test_read_cql_lets_the_drivers_thread_ask_for_the_later_pages(
+    remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asks = _AskSpy(monkeypatch)
+    frame = remote.run(read_cql("SELECT * FROM types WHERE p = 0", remote.session, fetch_size=1))
+    assert len(frame) == len(ROWS)
+    assert len(asks.threads) >= len(ROWS) - 1
+    loop_thread = remote.thread._thread.name
+    # The loop asks for the first pages, until one arrives decoded; the driver's thread
+    # asks for every page after that.
+    assert asks.threads[0] == loop_thread
+    assert asks.threads[-1] != loop_thread
+    driver_asks = asks.threads.index(asks.threads[-1])
+    assert set(asks.threads[driver_asks:]) == {asks.threads[-1]}
+
+
+def test_read_cql_with_max_rows_asks_for_each_page_from_the_loop(
+    remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asks = _AskSpy(monkeypatch)
+    query = "SELECT * FROM types WHERE p = 0"
+    frame = remote.run(read_cql(query, remote.session, fetch_size=1, max_rows=4))
+    assert len(frame) == 4
+    assert asks.threads and set(asks.threads) == {remote.thread._thread.name}
 
 
 def test_read_cql_with_max_rows_decodes_every_page_when_read(

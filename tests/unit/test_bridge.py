@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cassnb import _bridge
 from cassnb._bridge import (
     DELIVERED_PER_TURN,
     InFlight,
@@ -406,6 +407,91 @@ async def test_page_feed_hands_pages_to_the_loop_one_request_at_a_time() -> None
     assert future.requests == 3
     feed.detach()
     assert future._callbacks == []
+
+
+class Arrivals(Receiver):
+    """Also notes how many requests the future had been sent when each page came in."""
+
+    def __init__(self, future: DriverThreadFuture) -> None:
+        super().__init__()
+        self.future = future
+        self.sent_by_then: list[int] = []
+        self.events: list[str] = []
+
+    def on_page(self, page: Page) -> None:
+        self.sent_by_then.append(self.future.requests)
+        self.events.append(f"page {page.rows}")
+        super().on_page(page)
+
+    def on_error(self, exc: BaseException) -> None:
+        self.events.append(f"error {exc}")
+        super().on_error(exc)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(2):
+            while not done():
+                await self.arrived.wait()
+                self.arrived.clear()
+
+
+async def test_a_feed_running_ahead_asks_for_each_page_itself_and_hands_them_over_together() -> (
+    None
+):
+    future = DriverThreadFuture([[1], [2], [3], [4]])
+    receiver = Arrivals(future)
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed.run_ahead()
+    await receiver.until(lambda: len(receiver.pages) == 4)
+    assert [page.rows for page in receiver.pages] == [[1], [2], [3], [4]]
+    # The loop never asked: each page that has a next one says it is on its way.
+    assert [page.next_requested for page in receiver.pages] == [True, True, True, False]
+    assert future.requests == 4
+    # Held until the last one, a few milliseconds later.
+    assert receiver.sent_by_then == [4, 4, 4, 4]
+    feed.detach()
+
+
+async def test_a_feed_running_ahead_still_hands_pages_over_every_so_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_bridge, "_HELD_SECONDS", 0.0)
+    future = DriverThreadFuture([[1], [2], [3]])
+    receiver = Arrivals(future)
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed.run_ahead()
+    await receiver.until(lambda: len(receiver.pages) == 3)
+    assert [page.rows for page in receiver.pages] == [[1], [2], [3]]
+    assert receiver.sent_by_then[0] < 3
+    feed.detach()
+
+
+async def test_a_feed_running_ahead_hands_over_its_pages_before_a_failure() -> None:
+    future = DriverThreadFuture([[1], [2], [3], [4]], fail_at=2)
+    receiver = Arrivals(future)
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed.run_ahead()
+    await receiver.until(lambda: bool(receiver.errors))
+    assert receiver.events == ["page [1]", "page [2]", "error page 2 failed"]
+    feed.detach()
+
+
+async def test_a_feed_that_cannot_run_ahead_leaves_the_request_to_the_loop() -> None:
+    class Refusing(DriverThreadFuture):
+        def start_fetching_next_page(self) -> None:
+            raise RuntimeError("the session is shutting down")
+
+    future = Refusing([[1], [2]])
+    receiver = Arrivals(future)
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed.run_ahead()
+    await receiver.until(lambda: bool(receiver.pages))
+    page = receiver.pages[0]
+    assert page.rows == [1] and page.has_more and not page.next_requested
+    assert receiver.errors == []
+    # The loop asks then, and meets the error itself.
+    with pytest.raises(RuntimeError, match="shutting down"):
+        feed.request_next()
+    feed.detach()
 
 
 async def test_page_feed_never_keeps_its_receiver_alive() -> None:
