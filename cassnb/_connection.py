@@ -170,7 +170,11 @@ class SegmentReader:
             view.release()
         spans = self._spans
         keep = spans[0][0] if spans else self._next_segment
-        if keep:
+        # Bytes of a frame still arriving are not moved to the front for every read (a
+        # large page would be moved several times before it is whole): only once the
+        # bytes let go are at least as many as those moved. The buffer then holds at most
+        # about twice the unread input.
+        if keep and keep >= buffer.size - keep:
             buffer.drop(keep)
             self._spans = deque((start - keep, end - keep) for start, end in spans)
             self._next_segment -= keep
