@@ -170,10 +170,10 @@ class SegmentReader:
             view.release()
         spans = self._spans
         keep = spans[0][0] if spans else self._next_segment
-        # Bytes of a frame still arriving are not moved to the front for every read (a
-        # large page would be moved several times before it is whole): only once the
-        # bytes let go are at least as many as those moved. The buffer then holds at most
-        # about twice the unread input.
+        # The bytes of a frame still arriving stay where they were read: dropping the few
+        # bytes before them would move all of the page that has arrived so far. Drop only
+        # once what is let go is at least as much as what is moved; the buffer then holds
+        # at most about twice the unread input.
         if keep and keep >= buffer.size - keep:
             buffer.drop(keep)
             self._spans = deque((start - keep, end - keep) for start, end in spans)
