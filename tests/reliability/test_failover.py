@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -29,7 +30,9 @@ from cassnb import (
     ConnectionError,
     QueryTimeout,
     StreamConfig,
+    _bridge,
     local,
+    read_cql,
 )
 
 pytestmark = pytest.mark.cluster3
@@ -244,6 +247,63 @@ async def test_stream_survives_its_coordinator_being_killed(
         stream_resumes=resumes,
         failures=sorted(failed),
         stream_s=elapsed,
+        **recovery,
+    )
+
+
+async def test_a_whole_read_survives_its_coordinator_being_killed(
+    session: AsyncSession, three_nodes: local.ClusterInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_cql's pages are asked for by the driver's thread, back to back, once they arrive
+    decoded; a coordinator killed meanwhile loses no row and repeats none."""
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.current_thread()
+    asked: list[Any] = []  # the requests the driver's thread asked a next page of
+    reached = asyncio.Event()
+    ask = _bridge.start_next_page
+
+    def spy(response_future: Any) -> None:
+        if threading.current_thread() is not loop_thread:
+            asked.append(response_future)
+            if len(asked) == 50:
+                loop.call_soon_threadsafe(reached.set)
+        ask(response_future)
+
+    monkeypatch.setattr(_bridge, "start_next_page", spy)
+    killed: int | None = None
+    asked_at_kill = 0
+
+    async def kill_the_coordinator() -> None:
+        nonlocal killed, asked_at_kill
+        await reached.wait()
+        host = asked[-1]._current_host
+        killed = _node_index(three_nodes, host.endpoint.address)
+        await asyncio.to_thread(local.kill_node, three_nodes.name, killed)
+        asked_at_kill = len(asked)
+
+    began = time.monotonic()
+    killer = asyncio.create_task(kill_the_coordinator())
+    try:
+        frame = await read_cql(f"SELECT p, c FROM {TABLE}", session, fetch_size=100)
+        elapsed = time.monotonic() - began
+        assert killer.done() and killed is not None
+        # The read went on after the kill, still asked for by the driver's thread.
+        assert len(asked) > asked_at_kill
+        assert len(frame) == ROWS
+        assert not frame.duplicated(["p", "c"]).any()
+        assert frame["p"].between(0, ROWS // ROWS_PER_PARTITION - 1).all()
+        assert frame["c"].between(0, ROWS_PER_PARTITION - 1).all()
+    finally:
+        killer.cancel()
+        if killed is not None:
+            recovery = await _restart_node(session, three_nodes, killed)
+    report(
+        "whole read through a coordinator kill",
+        rows=len(frame),
+        killed_node=killed,
+        pages_asked_by_driver_thread=len(asked),
+        asked_at_kill=asked_at_kill,
+        read_s=elapsed,
         **recovery,
     )
 
