@@ -428,44 +428,35 @@ class PageFeed:
             except Exception:
                 # The loop then asks for it itself, and meets the error there.
                 pass
-        if page.next_requested:
-            self._held.append(page)
-            if time.monotonic() - self._flushed_at < _HELD_SECONDS:
-                return
-        self._hand_over(None if page.next_requested else page)
+        self._held.append(page)
+        if page.next_requested and time.monotonic() - self._flushed_at < _HELD_SECONDS:
+            return
+        self._hand_over()
 
-    def _hand_over(self, last: Page | BaseException | None) -> None:
-        """Post the held pages, then ``last``, to the loop (on the driver's thread)."""
+    def _hand_over(self, error: BaseException | None = None) -> None:
+        """Post the held pages, then ``error`` if any, to the loop (on the driver's thread)."""
         held, self._held = self._held, []
         self._flushed_at = time.monotonic()
-        receiver = self._on_page()
-        if receiver is None:
-            self.detach()
-            return
-        for page in held:
-            post(self._loop, receiver, page)
-        if isinstance(last, Page):
-            post(self._loop, receiver, last)
-        elif last is not None:
+        if held:
+            receiver = self._on_page()
+            if receiver is None:
+                self.detach()
+                return
+            for page in held:
+                post(self._loop, receiver, page)
+        if error is not None:
             on_error = self._on_error()
             if on_error is None:
                 self.detach()
                 return
-            post(self._loop, on_error, last)
+            post(self._loop, on_error, error)
 
     def _error_arrived(self, exc: BaseException) -> None:
         response_future = self.response_future
         if response_future is not None:
             _release_timer(response_future)
-        if self._held:
-            # The pages before the failure first: the loop resumes after the last of them.
-            self._hand_over(exc)
-            return
-        receiver = self._on_error()
-        if receiver is None:
-            self.detach()
-            return
-        post(self._loop, receiver, exc)
+        # The pages held before the failure first: the loop resumes after the last of them.
+        self._hand_over(exc)
 
     def request_next(self) -> None:
         """Ask for the next page (call on the loop's thread; it does not block)."""
