@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 import pytest
 from _native_node import ROWS, DecodeSpy, Remote, assert_same_frames, python_path
 from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
+from cassandra.connection import ConnectionShutdown
+from cassandra.protocol import ServerError
 
 from cassnb import CassandraError, _bridge, _columnar
 from cassnb._frames import read_cql
@@ -117,17 +121,29 @@ def test_read_cql_decodes_later_pages_on_the_drivers_thread(
 
 
 class _AskSpy:
-    """Notes the thread that asks for each next page."""
+    """Notes the thread that asks for each next page, and which way: through the driver's
+    future, or straight on a connection."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.threads: list[str] = []
+        self.ways: list[str] = []
         ask = _bridge.start_next_page
+        send = _bridge._DirectAsk.send
 
         def spy(response_future: Any) -> None:
-            self.threads.append(threading.current_thread().name)
+            self._note("driver")
             ask(response_future)
 
+        def direct(asked: _bridge._DirectAsk) -> bool:
+            self._note("direct")
+            return send(asked)
+
         monkeypatch.setattr(_bridge, "start_next_page", spy)
+        monkeypatch.setattr(_bridge._DirectAsk, "send", direct)
+
+    def _note(self, way: str) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.ways.append(way)
 
 
 def test_read_cql_lets_the_drivers_thread_ask_for_the_later_pages(
@@ -144,6 +160,95 @@ def test_read_cql_lets_the_drivers_thread_ask_for_the_later_pages(
     assert asks.threads[-1] != loop_thread
     driver_asks = asks.threads.index(asks.threads[-1])
     assert set(asks.threads[driver_asks:]) == {asks.threads[-1]}
+    # ... straight on a connection, not through the driver's future.
+    assert set(asks.ways[driver_asks:]) == {"direct"}
+    assert set(asks.ways[:driver_asks]) == {"driver"}
+
+
+def _fail_direct_answer(monkeypatch: pytest.MonkeyPatch, which: int, answer: Any) -> list[Any]:
+    """Make the ``which``-th direct ask get ``answer`` instead of the server's; return the
+    answers that were replaced."""
+    replaced: list[Any] = []
+    answered = _bridge._DirectAsk.answered
+    count = [0]
+
+    def faulty(asked: _bridge._DirectAsk, response: Any) -> None:
+        count[0] += 1
+        if count[0] == which:
+            replaced.append(response)
+            response = answer
+        answered(asked, response)
+
+    monkeypatch.setattr(_bridge._DirectAsk, "answered", faulty)
+    return replaced
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ConnectionShutdown("connection lost (injected)"),
+        ServerError(0x0000, "overloaded (injected)", None),
+    ],
+    ids=["lost-connection", "server-error"],
+)
+def test_a_direct_ask_that_fails_is_asked_again_through_the_driver(
+    remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch, answer: Any
+) -> None:
+    asks = _AskSpy(monkeypatch)
+    replaced = _fail_direct_answer(monkeypatch, 2, answer)
+    query = "SELECT * FROM types WHERE p = 0"
+    native = remote.run(read_cql(query, remote.session, fetch_size=1))
+    with python_path():
+        python = remote.run(read_cql(query, remote.session, fetch_size=1))
+    assert len(replaced) == 1 and replaced[0] is not answer
+    # No row lost to the failed answer, none repeated.
+    assert_same_frames(native, python)
+    loop_thread = remote.thread._thread.name
+    on_driver_thread = [
+        way for way, name in zip(asks.ways, asks.threads, strict=True) if name != loop_thread
+    ]
+    # The second direct ask failed: its page was asked for again the driver's way.
+    assert on_driver_thread[:3] == ["direct", "direct", "driver"]
+    assert on_driver_thread[3:] == ["direct"] * (len(on_driver_thread) - 3)
+
+
+def test_a_direct_ask_never_answered_times_out_and_the_read_resumes(
+    remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    timeout = 0.5
+    send = _bridge._DirectAsk.send
+    answered = _bridge._DirectAsk.answered
+    answers: list[Any] = []
+
+    def with_short_timeout(asked: _bridge._DirectAsk) -> bool:
+        asked.response_future.timeout = timeout
+        return send(asked)
+
+    def lose_the_second(asked: _bridge._DirectAsk, response: Any) -> None:
+        answers.append(response)
+        if len(answers) == 2:
+            # Lost on its way: the connection is free again, the feed never hears of it.
+            asked.pool.return_connection(asked.connection)
+            return
+        answered(asked, response)
+
+    monkeypatch.setattr(_bridge._DirectAsk, "send", with_short_timeout)
+    monkeypatch.setattr(_bridge._DirectAsk, "answered", lose_the_second)
+    query = "SELECT * FROM types WHERE p = 0"
+    began = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="cassnb"):
+        native = remote.run(read_cql(query, remote.session, fetch_size=1))
+    elapsed = time.monotonic() - began
+    with python_path():
+        python = remote.run(read_cql(query, remote.session, fetch_size=1))
+    assert_same_frames(native, python)
+    timed_out = [
+        r.getMessage() for r in caplog.records if "Client request timeout" in r.getMessage()
+    ]
+    assert len(timed_out) == 1 and "asked again from its last page" in timed_out[0]
+    # The lost request timed out after the request timeout, not much later.
+    print(f"read with one page request lost: {elapsed:.2f} s (timeout {timeout} s)")
+    assert timeout <= elapsed < timeout + 5
 
 
 def test_read_cql_with_max_rows_asks_for_each_page_from_the_loop(
