@@ -11,8 +11,11 @@ import pytest
 from _native_node import ROWS, DecodeSpy, Remote, assert_same_frames, python_path
 from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
+from cassandra.cluster import ExecutionProfile
 from cassandra.connection import ConnectionShutdown
+from cassandra.policies import ConstantSpeculativeExecutionPolicy
 from cassandra.protocol import ServerError
+from cassandra.query import SimpleStatement
 
 from cassnb import CassandraError, _bridge, _columnar
 from cassnb._frames import read_cql
@@ -249,6 +252,27 @@ def test_a_direct_ask_never_answered_times_out_and_the_read_resumes(
     # The lost request timed out after the request timeout, not much later.
     print(f"read with one page request lost: {elapsed:.2f} s (timeout {timeout} s)")
     assert timeout <= elapsed < timeout + 5
+
+
+def test_traced_requests_and_speculative_executions_keep_the_drivers_way(
+    driver: Any, reference: None
+) -> None:
+    """What the driver's future does per page besides sending it keeps it in charge."""
+    statement = SimpleStatement("SELECT * FROM types WHERE p = 0", fetch_size=1)
+    plain = driver.execute_async(statement)
+    traced = driver.execute_async(statement, trace=True)
+    for response_future in (plain, traced):
+        response_future.result()
+    assert _bridge.direct_asks_allowed(plain)
+    assert not _bridge.direct_asks_allowed(traced)
+    speculative = ExecutionProfile(
+        speculative_execution_policy=ConstantSpeculativeExecutionPolicy(0.5, 2)
+    )
+    driver.cluster.add_execution_profile("speculative", speculative)
+    idempotent = SimpleStatement(statement.query_string, fetch_size=1, is_idempotent=True)
+    response_future = driver.execute_async(idempotent, execution_profile="speculative")
+    response_future.result()
+    assert not _bridge.direct_asks_allowed(response_future)
 
 
 def test_read_cql_with_max_rows_asks_for_each_page_from_the_loop(
