@@ -6,7 +6,8 @@ Everything that crosses over to the loop goes through :func:`post`, which batche
 helper that does nothing when the asyncio future is already done or cancelled, so an
 abandoned await never raises ``InvalidStateError``. Calls that block inside the driver
 (connect, prepare, set_keyspace, shutdown) run on a worker thread via
-:func:`run_blocking`; queries use ``execute_async`` and callbacks.
+:func:`run_blocking`; queries use ``execute_async`` and callbacks, and the later pages
+of a stream that runs ahead are requested on a connection directly (:class:`_DirectAsk`).
 
 Driver callbacks that raise are swallowed by the driver, so every callback here catches
 everything and hands the error to the loop instead.
@@ -495,7 +496,9 @@ class PageFeed:
         about a sixth of the CPU of reading an all-numeric table into a frame. Pages are
         then fetched back to back with no bound on how many wait in the stream: only for a
         reader that keeps every page anyway, as it arrives. A page that arrives already
-        asked for says so (``Page.next_requested``).
+        asked for says so (``Page.next_requested``). Where the request allows it
+        (:func:`direct_asks_allowed`), the later pages are asked for straight on a
+        connection (:class:`_DirectAsk`).
         """
         self._flushed_at = time.monotonic()
         response_future = self.response_future
