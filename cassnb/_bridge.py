@@ -579,6 +579,14 @@ class PageFeed:
         self._watchdog = connection_class.create_timer(timeout, self._deadline)
 
     def _deadline(self) -> None:
+        # The reactor calls a timer whose callback raises again and again: never raise.
+        try:
+            self._time_out_if_late()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self._error_arrived(exc)
+
+    def _time_out_if_late(self) -> None:
         self._watchdog = None
         asked = self._asked
         response_future = self.response_future

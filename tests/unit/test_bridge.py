@@ -494,6 +494,66 @@ async def test_a_feed_that_cannot_run_ahead_leaves_the_request_to_the_loop() -> 
     feed.detach()
 
 
+class Timers:
+    """The reactor's timers, as a feed's watchdog creates them: noted, never fired."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[float, Callable[[], None]]] = []
+
+    def create_timer(self, timeout: float, callback: Callable[[], None]) -> CancelledTimer:
+        self.created.append((timeout, callback))
+        return CancelledTimer(callback)
+
+
+async def _feed_waiting_for_a_direct_answer() -> tuple[
+    PageFeed, Arrivals, _bridge._DirectAsk, Timers
+]:
+    """A feed whose request timeout is 10 s, with a direct request just sent."""
+    future: Any = DriverThreadFuture([[1], [2]])
+    timers = Timers()
+    future.timeout = 10.0
+    future._current_host = "node 1"
+    future.session = type("Session", (), {"cluster": type("Cluster", (), {})()})()
+    future.session.cluster.connection_class = timers
+    receiver = Arrivals(future)
+    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    await receiver.until(lambda: bool(receiver.pages))
+    # As if a next-page request had just been sent straight on a connection.
+    asked = feed._asked = _bridge._DirectAsk(feed, future)
+    asked.sent_at = time.monotonic()
+    feed._watch(future)
+    return feed, receiver, asked, timers
+
+
+async def test_a_direct_request_times_out_a_request_timeout_after_it_was_sent() -> None:
+    feed, receiver, asked, timers = await _feed_waiting_for_a_direct_answer()
+    assert [timeout for timeout, _ in timers.created] == [10.0]
+    # One timer serves several pages: it fires early for a request sent after it was set,
+    # and is moved on to that request's deadline.
+    asked.sent_at -= 4.0
+    feed._deadline()
+    assert len(timers.created) == 2 and 5.9 < timers.created[1][0] <= 6.0
+    assert receiver.errors == [] and feed._asked is asked
+    asked.sent_at -= 6.0
+    feed._deadline()
+    await receiver.until(lambda: bool(receiver.errors))
+    assert isinstance(receiver.errors[0], _bridge.OperationTimedOut)
+    assert "node 1" in str(receiver.errors[0])
+    # Its answer, if it still comes, is not taken.
+    assert feed._asked is None
+    feed.detach()
+
+
+async def test_a_watchdog_that_fails_tells_the_stream_and_never_raises() -> None:
+    feed, receiver, _, _ = await _feed_waiting_for_a_direct_answer()
+    # The reactor would call a raising timer callback again and again.
+    feed.response_future.timeout = "ten seconds"
+    feed._deadline()
+    await receiver.until(lambda: bool(receiver.errors))
+    assert isinstance(receiver.errors[0], TypeError)
+    feed.detach()
+
+
 async def test_page_feed_never_keeps_its_receiver_alive() -> None:
     future = DriverThreadFuture([[1], [2]])
     receiver = Receiver()
