@@ -347,11 +347,16 @@ class _DirectAsk:
 
     def answered(self, response: Any) -> None:
         """Take the server's answer (or the connection's failure) on the driver's thread."""
-        self.pool.return_connection(self.connection)
         feed = self.feed
-        if feed._asked is self:
-            feed._asked = None
-            feed._direct_answer(self.response_future, response)
+        try:
+            self.pool.return_connection(self.connection)
+            if feed._asked is self:
+                feed._asked = None
+                feed._direct_answer(self.response_future, response)
+        except Exception as exc:
+            # The connection logs and drops what its callbacks raise: the stream would
+            # wait for this page forever.
+            feed._error_arrived(exc)
 
 
 class _Collector:

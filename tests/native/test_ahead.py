@@ -215,6 +215,26 @@ def test_a_direct_ask_that_fails_is_asked_again_through_the_driver(
     assert on_driver_thread[3:] == ["direct"] * (len(on_driver_thread) - 3)
 
 
+def test_a_direct_answer_that_cannot_be_taken_fails_the_read_at_once(
+    remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    take = _bridge.PageFeed._direct_answer
+    answers: list[Any] = []
+
+    def failing(feed: _bridge.PageFeed, response_future: Any, response: Any) -> None:
+        answers.append(response)
+        if len(answers) == 2:
+            raise RuntimeError("cannot take it (injected)")
+        take(feed, response_future, response)
+
+    monkeypatch.setattr(_bridge.PageFeed, "_direct_answer", failing)
+    query = "SELECT * FROM types WHERE p = 0"
+    # Not left waiting for the request timeout, nor for ever.
+    with pytest.raises(CassandraError, match="cannot take it"):
+        remote.run(read_cql(query, remote.session, fetch_size=1), timeout=5)
+    assert len(answers) == 2
+
+
 def test_a_direct_ask_never_answered_times_out_and_the_read_resumes(
     remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
