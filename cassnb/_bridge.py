@@ -580,8 +580,11 @@ class PageFeed:
         timeout = response_future.timeout
         if timeout is None or self._watchdog is not None:
             return
+        self._set_watchdog(response_future, timeout)
+
+    def _set_watchdog(self, response_future: Any, seconds: float) -> None:
         connection_class = response_future.session.cluster.connection_class
-        self._watchdog = connection_class.create_timer(timeout, self._deadline)
+        self._watchdog = connection_class.create_timer(seconds, self._deadline)
 
     def _deadline(self) -> None:
         # The reactor calls a timer whose callback raises again and again: never raise.
@@ -600,8 +603,7 @@ class PageFeed:
         timeout = response_future.timeout
         left = asked.sent_at + timeout - time.monotonic()
         if left > 0:
-            connection_class = response_future.session.cluster.connection_class
-            self._watchdog = connection_class.create_timer(left, self._deadline)
+            self._set_watchdog(response_future, left)
             return
         # An answer that still comes is ignored; the connection is given back then.
         self._asked = None
