@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("cassnb")
 
-_ABI: Final = 3
+_ABI: Final = 4
 
 
 def _load_native() -> ModuleType | None:
@@ -379,7 +379,16 @@ class _KeepRaw:
     columns as they arrive instead (:meth:`decode_ahead`).
     """
 
-    __slots__ = ("ahead", "joined", "lock", "raw_pending", "row_factory", "rows_wanted", "slabs")
+    __slots__ = (
+        "ahead",
+        "joined",
+        "lock",
+        "raw_pending",
+        "row_factory",
+        "rows_wanted",
+        "runs",
+        "slabs",
+    )
 
     def __init__(self, row_factory: Callable[[list[str], list[Any]], Any]) -> None:
         self.row_factory = row_factory
@@ -387,6 +396,8 @@ class _KeepRaw:
         #: Where the request's pages take their column buffers (values, then NULL masks),
         #: by column position.
         self.slabs: dict[int, tuple[_Slab, _Slab]] = {}
+        #: Where a joined read's object columns gather their pages, by column position.
+        self.runs: dict[int, _ObjectRun] = {}
         #: Every page is joined into one frame: cut each column's pages end to end.
         self.joined = False
         #: The schema to decode pages into on the driver's thread as they arrive.
@@ -701,6 +712,7 @@ _WIDTHS: Final[dict[int, int]] = (
         _native.K_FIX8: 8,
         _native.K_BOOL: 1,
         _native.K_DATE: 4,
+        _native.K_DATE_SECONDS: 8,
         _native.K_UUID: 16,
     }
 )
@@ -736,14 +748,21 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
             values[d.buffers[1]] = nat
         return values.view(unit)
 
+    utc_millis = pd.DatetimeTZDtype("ms", "UTC")
+
     def timestamps(d: _Decoded) -> Column:
         assert d.buffers is not None
-        millis = ticks(d, d.buffers[0], "M8[ms]")
-        return pd.DatetimeIndex(millis, copy=False).tz_localize("UTC").array
+        millis = d.buffers[0]
+        if d.nulls:
+            millis[d.buffers[1]] = nat
+        # Integers are read as instants in UTC: the array views them, where localizing
+        # datetime64 values to UTC would copy them.
+        return cast("Column", pd.array(millis, dtype=utc_millis, copy=False))
 
     def dates(d: _Decoded) -> Column:
+        # C writes seconds since the epoch, and NaT for NULL.
         assert d.buffers is not None
-        return ticks(d, d.buffers[0].astype(np.int64) * 86_400, "M8[s]")
+        return cast("Column", d.buffers[0].view("M8[s]"))
 
     def times(d: _Decoded) -> Column:
         assert d.buffers is not None
@@ -753,12 +772,11 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
         assert d.objects is not None
         return d.codec.to_array(d.objects)
 
-    def fixed(kind: int, values: Any, build: Build, *, copied: bool = False) -> _Plan:
-        # Columns whose build makes new arrays (``copied``) leave their buffers as
-        # scratch, freed with the page. The others, Arrow's too (it wraps the values
-        # buffer), keep them: from slabs, and in a joined read built once over all pages.
-        kept = not copied
-        return _Plan(kind, build, values=np.dtype(values), kept=kept, joined=kept)
+    def fixed(kind: int, values: Any, build: Build) -> _Plan:
+        # Every fixed-width array, Arrow's too (it wraps the values buffer), views the
+        # buffers C writes: they come from slabs, and a joined read builds one array over
+        # all its pages.
+        return _Plan(kind, build, values=np.dtype(values), kept=True, joined=True)
 
     integers = masked(pd.arrays.IntegerArray)
     floats = masked(pd.arrays.FloatingArray)
@@ -785,11 +803,8 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
             pd.BooleanDtype(),
             fixed(c.K_BOOL, np.bool_, masked(pd.arrays.BooleanArray)),
         ),
-        "timestamp": (
-            pd.DatetimeTZDtype("ms", "UTC"),
-            fixed(c.K_FIX8, np.int64, timestamps, copied=True),
-        ),
-        "date": (np.dtype("datetime64[s]"), fixed(c.K_DATE, np.int32, dates, copied=True)),
+        "timestamp": (utc_millis, fixed(c.K_FIX8, np.int64, timestamps)),
+        "date": (np.dtype("datetime64[s]"), fixed(c.K_DATE_SECONDS, np.int64, dates)),
         "time": (np.dtype("timedelta64[ns]"), fixed(c.K_FIX8, np.int64, times)),
         "text": (string_dtype, text),
         "varchar": (string_dtype, text),
@@ -979,6 +994,8 @@ def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
 
 
 def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
+    import numpy as np
+
     c = _native
     if c is None:
         raise RuntimeError("the native page decoder is not available")
@@ -1049,6 +1066,12 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
         if position in built:
             # The same result column twice: never let two frame columns share memory.
             array = array.copy()
+        elif joined and isinstance(array, np.ndarray) and array.dtype == object:
+            assert source is not None
+            run = source.runs.get(position)
+            if run is None:
+                run = source.runs[position] = _ObjectRun()
+            array = cast("Column", _InRun(run, run.append(array), rows))
         built.add(position)
         arrays.append(array)
     return arrays
@@ -1122,10 +1145,90 @@ class _Pending:
         return self.plan.build(self.plan.typed(self.decoded))
 
 
+class _ObjectRun:
+    """A joined read's object column: its pages' values one after another in one array.
+
+    Kept as an array per page until the join, an object column would need its pointers
+    twice at the end (the pages' arrays and the joined one), and the pages' memory, freed
+    to the C heap, would stay in the process. This array instead grows in place as pages
+    come (a large block is remapped, not copied) and is cut to its length at the join:
+    the frame's column is this array.
+    """
+
+    __slots__ = ("used", "values")
+
+    def __init__(self) -> None:
+        self.values: np.ndarray[Any, Any] | None = None
+        self.used = 0
+
+    def append(self, page: np.ndarray[Any, Any]) -> int:
+        """Copy a page's values after the others; return where they start."""
+        import numpy as np
+
+        start = self.used
+        end = start + len(page)
+        if self.values is None:
+            self.values = np.empty(max(end, _RUN_FIRST_ROWS), object)
+        elif end > len(self.values):
+            # Growing by a quarter at a time keeps the room written ahead (numpy zeroes
+            # what an object array grows by) to a quarter of the column at most.
+            self.values.resize(max(end, len(self.values) * 5 // 4), refcheck=False)
+        self.values[start:end] = page
+        self.used = end
+        return start
+
+    def take(self) -> np.ndarray[Any, Any]:
+        """Return the column, as long as its values: the run holds nothing more."""
+        values = self.values
+        assert values is not None
+        self.values = None
+        # No view of it has been handed out (a page's own array is a copy), so it may
+        # be cut in place.
+        values.resize(self.used, refcheck=False)
+        return values
+
+
+#: Rows a joined read's object column makes room for at first.
+_RUN_FIRST_ROWS: Final = 1 << 16
+
+
+class _InRun:
+    """A page's object column in a joined read: where its values lie in the run."""
+
+    __slots__ = ("rows", "run", "start")
+
+    def __init__(self, run: _ObjectRun, start: int, rows: int) -> None:
+        self.run = run
+        self.start = start
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def array(self) -> Column:
+        """Return this page's values as an array of their own."""
+        values = self.run.values
+        assert values is not None
+        return cast("Column", values[self.start : self.start + self.rows].copy())
+
+
+def _join_run(chunks: Sequence[Any]) -> Column | None:
+    """Return the run that holds exactly ``chunks``, in order, else None."""
+    run = chunks[0].run
+    end = 0
+    for chunk in chunks:
+        if type(chunk) is not _InRun or chunk.run is not run or chunk.start != end:
+            return None
+        end += chunk.rows
+    if end != run.used or run.values is None:
+        return None
+    return cast("Column", run.take())
+
+
 def built(chunks: Sequence[Column]) -> list[Column]:
     """Return ``chunks`` with every page still pending built into its array."""
     return [
-        chunk.array() if isinstance(chunk, _Pending) else chunk
+        chunk.array() if isinstance(chunk, _Pending | _InRun) else chunk
         for chunk in cast(Sequence[Any], chunks)
     ]
 
@@ -1173,6 +1276,8 @@ def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     import pandas as pd
 
     first: Any = chunks[0]
+    if isinstance(first, _InRun):
+        return _join_run(cast(Sequence[Any], chunks))
     if len(chunks) == 1 and not isinstance(first, _Pending):
         return cast("Column", first)
     if isinstance(first, _Pending):

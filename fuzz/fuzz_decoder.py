@@ -32,7 +32,7 @@ native = _columnar._native
 if native is None:
     sys.exit("the compiled decoder is not built: pip install -e . first")
 
-KINDS = list(range(native.K_RAW + 1))
+KINDS = list(range(native.K_DATE_SECONDS + 1))  # every kind there is
 TYPES: list[type[Any]] = [
     cqltypes.ByteType,
     cqltypes.ShortType,

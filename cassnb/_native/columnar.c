@@ -18,7 +18,7 @@
 #include <string.h>
 
 /* Bumped whenever scan()/fill() change meaning, so that a stale build is not used. */
-#define COLUMNAR_ABI 3
+#define COLUMNAR_ABI 4
 
 /* What fill() makes of one column; the numbers are shared with cassnb/_columnar.py. */
 enum kind {
@@ -39,6 +39,7 @@ enum kind {
     K_BLOB_OBJ = 14,  /* blob -> list of bytes */
     K_UUID_OBJ = 15,  /* uuid -> list of uuid.UUID */
     K_RAW = 16,       /* any type -> a one-column RESULT body for the driver to decode */
+    K_DATE_SECONDS = 17, /* date -> int64 seconds since 1970; NULL -> INT64_MIN (NaT) */
     K_COUNT
 };
 
@@ -46,12 +47,12 @@ enum shape { S_SKIP, S_FIXED, S_VARLEN, S_OBJECT, S_RAW };
 
 static const unsigned char SHAPE[K_COUNT] = {
     S_SKIP,   S_FIXED,  S_FIXED,  S_FIXED,  S_FIXED,  S_FIXED,  S_FIXED,  S_FIXED,  S_VARLEN,
-    S_VARLEN, S_VARLEN, S_VARLEN, S_OBJECT, S_OBJECT, S_OBJECT, S_OBJECT, S_RAW,
+    S_VARLEN, S_VARLEN, S_VARLEN, S_OBJECT, S_OBJECT, S_OBJECT, S_OBJECT, S_RAW,    S_FIXED,
 };
 
 /* Bytes a non-empty cell must have (0: any length), and bytes written per row. */
-static const unsigned char CELL_WIDTH[K_COUNT] = {0, 1, 2, 4, 8, 1, 4, 16, 0, 0, 0, 16, 0, 0, 0, 16, 0};
-static const unsigned char OUT_WIDTH[K_COUNT] = {0, 1, 2, 4, 8, 1, 4, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const unsigned char CELL_WIDTH[K_COUNT] = {0, 1, 2, 4, 8, 1, 4, 16, 0, 0, 0, 16, 0, 0, 0, 16, 0, 4};
+static const unsigned char OUT_WIDTH[K_COUNT] = {0, 1, 2, 4, 8, 1, 4, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8};
 
 #define UUID_TEXT_LEN 36
 /* flags (NO_METADATA), column count, row count */
@@ -481,6 +482,13 @@ static inline int fill_cell(column_out *o, unsigned char k, const unsigned char 
         memcpy(o->values + r * 4, &v, 4);
         break;
     }
+    case K_DATE_SECONDS: {
+        /* Written in its final form, so that the column's memory is the frame's: a copy
+           converting days would need the column's size again. */
+        int64_t v = null ? INT64_MIN : (int64_t)(int32_t)(be32(p) ^ 0x80000000u) * 86400;
+        memcpy(o->values + r * 8, &v, 8);
+        break;
+    }
     case K_FIX8: {
         uint64_t v = null ? 0 : be64(p);
         memcpy(o->values + r * 8, &v, 8);
@@ -738,7 +746,7 @@ PyMODINIT_FUNC PyInit_columnar(void) {
         {"K_DATE", K_DATE},         {"K_UUID", K_UUID},         {"K_UTF8", K_UTF8},
         {"K_ASCII", K_ASCII},       {"K_BLOB", K_BLOB},         {"K_UUID_TEXT", K_UUID_TEXT},
         {"K_UTF8_OBJ", K_UTF8_OBJ}, {"K_ASCII_OBJ", K_ASCII_OBJ}, {"K_BLOB_OBJ", K_BLOB_OBJ},
-        {"K_UUID_OBJ", K_UUID_OBJ}, {"K_RAW", K_RAW},
+        {"K_UUID_OBJ", K_UUID_OBJ}, {"K_RAW", K_RAW},       {"K_DATE_SECONDS", K_DATE_SECONDS},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (PyModule_AddIntConstant(m, names[i].name, names[i].value) < 0) {

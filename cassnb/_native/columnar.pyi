@@ -21,6 +21,7 @@ K_ASCII_OBJ: int
 K_BLOB_OBJ: int
 K_UUID_OBJ: int
 K_RAW: int
+K_DATE_SECONDS: int
 
 def scan(
     page: Buffer, offset: int, kinds: bytes, limit: int, /

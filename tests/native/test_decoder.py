@@ -148,7 +148,7 @@ ALL_KINDS = [
     native.K_SKIP, native.K_FIX1, native.K_FIX2, native.K_FIX4, native.K_FIX8, native.K_BOOL,
     native.K_DATE, native.K_UUID, native.K_UTF8, native.K_ASCII, native.K_BLOB,
     native.K_UUID_TEXT, native.K_UTF8_OBJ, native.K_ASCII_OBJ, native.K_BLOB_OBJ,
-    native.K_UUID_OBJ, native.K_RAW,
+    native.K_UUID_OBJ, native.K_RAW, native.K_DATE_SECONDS,
 ] if native is not None else []  # fmt: skip
 
 

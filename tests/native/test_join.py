@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import mmap
+import uuid
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,7 @@ import pandas as pd
 import pytest
 from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
-from cassandra.util import Time
+from cassandra.util import Date, Time
 
 from cassnb import _columnar, _frames
 from cassnb._types import ColumnwiseDecoder, FrameSchema
@@ -82,12 +84,18 @@ def _joined(decode: Any, pages: list[_columnar.RawPage], schema: FrameSchema) ->
     return [_frames.concat_chunks(column) for column in columns]
 
 
-def test_joined_pages_are_one_view_of_one_mapping() -> None:
-    pages, schema = _pages(4, 2000)
+def _joined_natively(pages: list[_columnar.RawPage], schema: FrameSchema) -> list[Any]:
+    """Join ``pages`` decoded for a join, checked against the pure-Python decoder."""
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     joined = _joined(decoder.decode_for_join, pages, schema)
     reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
     assert_same_columns(joined, reference)
+    return joined
+
+
+def test_joined_pages_are_one_view_of_one_mapping() -> None:
+    pages, schema = _pages(4, 2000)
+    joined = _joined_natively(pages, schema)
     for array in joined[:5]:
         assert isinstance(
             array, pd.arrays.IntegerArray | pd.arrays.FloatingArray | pd.arrays.BooleanArray
@@ -107,10 +115,7 @@ def test_a_short_last_page_is_cut_from_the_same_mapping() -> None:
     # A page too small for a mapping of its own still goes after the others: on the heap,
     # it would make the join copy every column.
     pages, schema = _sized_pages([2000, 2000, 7])
-    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
-    joined = _joined(decoder.decode_for_join, pages, schema)
-    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
-    assert_same_columns(joined, reference)
+    joined = _joined_natively(pages, schema)
     for array in joined[:5]:
         assert len(array) == 4007
         assert _mapping_of(array._data) is not None
@@ -120,10 +125,7 @@ def test_a_short_last_page_is_cut_from_the_same_mapping() -> None:
 def test_arrow_columns_of_a_joined_read_are_one_chunk() -> None:
     pages, _ = _sized_pages([2000, 2000, 7])
     schema = FrameSchema.from_metadata(pages[0].column_names, pages[0].column_types, "pyarrow")
-    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
-    joined = _joined(decoder.decode_for_join, pages, schema)
-    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
-    assert_same_columns(joined, reference)
+    joined = _joined_natively(pages, schema)
     # Numbers, booleans and times: one Arrow array over the whole read, not one per page.
     for index in (0, 1, 2, 3, 4, 6):
         assert joined[index]._pa_array.num_chunks == 1
@@ -136,10 +138,7 @@ def test_pages_of_two_reads_are_joined_by_a_copy() -> None:
     first, schema = _pages(2, 2000)
     second, _ = _sized_pages([2000])
     pages = [first[0], second[0], first[1]]
-    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
-    joined = _joined(decoder.decode_for_join, pages, schema)
-    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
-    assert_same_columns(joined, reference)
+    joined = _joined_natively(pages, schema)
     assert all(_mapping_of(array._data) is None for array in joined[:5])
 
 
@@ -163,3 +162,94 @@ def test_adjacent_views_of_other_buffers_are_not_taken_for_one() -> None:
     assert _columnar._adjacent([region[:40].view(np.int32), region[44:].view(np.int32)]) is None
     whole = _columnar._adjacent([region[:40].view(np.int32), region[40:].view(np.int32)])
     assert whole is not None and len(whole) == 20 and np.shares_memory(whole, region)
+
+
+def test_timestamps_and_dates_of_a_joined_read_view_their_mapping() -> None:
+    # Both are written by C in their final form (milliseconds; seconds, NaT for NULL),
+    # so the frame's columns are the memory the pages were decoded into, not a copy.
+    types = [cqltypes.DateType, cqltypes.SimpleDateType]
+    epoch = dt.datetime(1970, 1, 1)
+    source = _columnar._KeepRaw(lambda names, rows: rows)
+    pages = []
+    for start in (0, 2000, 4000):
+        rows = [
+            [
+                None if i % 3 == 0 else epoch + dt.timedelta(milliseconds=i * 86_400_123),
+                None if i % 4 == 0 else Date(i - 3000),
+            ]
+            for i in range(start, start + 2000)
+        ]
+        page = source(["ts", "day"], raw_page(types, rows))
+        assert isinstance(page, _columnar.RawPage)
+        pages.append(page)
+    schema = FrameSchema.from_metadata(
+        pages[0].column_names, pages[0].column_types, "numpy_nullable"
+    )
+    joined = _joined_natively(pages, schema)
+    timestamps, days = joined
+    assert str(timestamps.dtype) == "datetime64[ms, UTC]" and days.dtype == "datetime64[s]"
+    assert _mapping_of(timestamps._ndarray) is not None
+    assert _mapping_of(days) is not None
+    assert int(pd.isna(timestamps).sum()) == 2000 and int(pd.isna(days).sum()) == 1500
+    assert days[1] == np.datetime64("1961-10-16")  # 2999 days before 1970
+
+
+def _object_pages(sizes: list[int]) -> tuple[list[_columnar.RawPage], FrameSchema]:
+    types = [cqltypes.UUIDType, cqltypes.ListType.apply_parameters([cqltypes.Int32Type])]
+    source = _columnar._KeepRaw(lambda names, rows: rows)
+    pages = []
+    start = 0
+    for count in sizes:
+        rows = [
+            [
+                None if i % 6 == 0 else uuid.UUID(int=i * 2**70 + i),
+                None if i % 4 == 0 else [i, -i, 2**31 - 1],
+            ]
+            for i in range(start, start + count)
+        ]
+        page = source(["u", "li"], raw_page(types, rows))
+        assert isinstance(page, _columnar.RawPage)
+        pages.append(page)
+        start += count
+    schema = FrameSchema.from_metadata(["u", "li"], pages[0].column_types, "numpy_nullable")
+    return pages, schema
+
+
+def test_object_columns_of_a_joined_read_are_written_into_one_array() -> None:
+    # Enough pages for the array to grow several times; the column the frame gets is
+    # that array, cut to its length: no page's array is left to join by a copy.
+    pages, schema = _object_pages([5000] * 20 + [3])
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    columns: list[list[Any]] = [[], []]
+    for page in pages:
+        for column, chunk in zip(columns, decoder.decode_for_join(page, schema), strict=True):
+            column.append(chunk)
+    runs = [column[0].run for column in columns]
+    gathered = [run.values for run in runs]
+    joined = [_frames.concat_chunks(column) for column in columns]
+    assert [array is values for array, values in zip(joined, gathered, strict=True)] == [
+        True,
+        True,
+    ]
+    reference = _joined(ColumnwiseDecoder().decode, [list(p) for p in pages], schema)  # type: ignore[arg-type]
+    assert_same_columns(joined, reference)
+    assert all(len(array) == 100_003 and array.base is None for array in joined)
+    assert joined[0][7] == uuid.UUID(int=7 * 2**70 + 7) and joined[0][6] is None
+    assert joined[1][5] == [5, -5, 2**31 - 1] and joined[1][4] is None
+
+
+def test_object_pages_of_two_reads_are_joined_by_a_copy() -> None:
+    first, schema = _object_pages([300, 300])
+    second, _ = _object_pages([300])
+    pages = [first[0], second[0], first[1]]
+    joined = _joined_natively(pages, schema)
+    assert [len(array) for array in joined] == [900, 900]
+
+
+def test_a_column_read_twice_in_a_joined_read_gets_two_arrays() -> None:
+    pages, _ = _object_pages([300, 300])
+    schema = FrameSchema.from_metadata(["u", "li"], pages[0].column_types, "numpy_nullable", [0, 0])
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    first, again = _joined(decoder.decode_for_join, pages, schema)
+    assert not np.shares_memory(first, again)
+    assert list(first) == list(again) and len(first) == 600
