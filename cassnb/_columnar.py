@@ -742,22 +742,20 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
 
         return build
 
-    def ticks(d: _Decoded, values: np.ndarray[Any, Any], unit: str) -> np.ndarray[Any, Any]:
+    def ticks(d: _Decoded) -> np.ndarray[Any, Any]:
+        """Return a column's int64 ticks, with NaT's where its NULLs are."""
         assert d.buffers is not None
+        values: np.ndarray[Any, Any] = d.buffers[0]
         if d.nulls:
             values[d.buffers[1]] = nat
-        return values.view(unit)
+        return values
 
     utc_millis = pd.DatetimeTZDtype("ms", "UTC")
 
     def timestamps(d: _Decoded) -> Column:
-        assert d.buffers is not None
-        millis = d.buffers[0]
-        if d.nulls:
-            millis[d.buffers[1]] = nat
         # Integers are read as instants in UTC: the array views them, where localizing
         # datetime64 values to UTC would copy them.
-        return cast("Column", pd.array(millis, dtype=utc_millis, copy=False))
+        return cast("Column", pd.array(ticks(d), dtype=utc_millis, copy=False))
 
     def dates(d: _Decoded) -> Column:
         # C writes seconds since the epoch, and NaT for NULL.
@@ -765,8 +763,7 @@ def _plans() -> tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]
         return cast("Column", d.buffers[0].view("M8[s]"))
 
     def times(d: _Decoded) -> Column:
-        assert d.buffers is not None
-        return ticks(d, d.buffers[0], "m8[ns]")
+        return ticks(d).view("m8[ns]")
 
     def from_objects(d: _Decoded) -> Column:
         assert d.objects is not None
