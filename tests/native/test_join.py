@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import mmap
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,14 +52,18 @@ def _pages(count: int, rows: int) -> tuple[list[_columnar.RawPage], FrameSchema]
     return _sized_pages([rows] * count)
 
 
-def _sized_pages(sizes: list[int]) -> tuple[list[_columnar.RawPage], FrameSchema]:
+def _sized_pages(
+    sizes: list[int],
+    types: list[type[Any]] = TYPES,
+    rows_from: Callable[[int, int], list[list[Any]]] = _rows,
+) -> tuple[list[_columnar.RawPage], FrameSchema]:
     """Return pages of one request holding ``sizes`` rows, one after another."""
     source = _columnar._KeepRaw(lambda names, rows: rows)
     pages = []
     start = 0
     for rows in sizes:
-        names = [f"c{index}" for index in range(len(TYPES))]
-        page = source(names, raw_page(TYPES, _rows(start, rows)))
+        names = [f"c{index}" for index in range(len(types))]
+        page = source(names, raw_page(types, rows_from(start, rows)))
         assert isinstance(page, _columnar.RawPage)
         pages.append(page)
         start += rows
@@ -164,27 +169,22 @@ def test_adjacent_views_of_other_buffers_are_not_taken_for_one() -> None:
     assert whole is not None and len(whole) == 20 and np.shares_memory(whole, region)
 
 
+def _dated_rows(start: int, count: int) -> list[list[Any]]:
+    epoch = dt.datetime(1970, 1, 1)
+    return [
+        [
+            None if i % 3 == 0 else epoch + dt.timedelta(milliseconds=i * 86_400_123),
+            None if i % 4 == 0 else Date(i - 3000),
+        ]
+        for i in range(start, start + count)
+    ]
+
+
 def test_timestamps_and_dates_of_a_joined_read_view_their_mapping() -> None:
     # Both are written by C in their final form (milliseconds; seconds, NaT for NULL),
     # so the frame's columns are the memory the pages were decoded into, not a copy.
     types = [cqltypes.DateType, cqltypes.SimpleDateType]
-    epoch = dt.datetime(1970, 1, 1)
-    source = _columnar._KeepRaw(lambda names, rows: rows)
-    pages = []
-    for start in (0, 2000, 4000):
-        rows = [
-            [
-                None if i % 3 == 0 else epoch + dt.timedelta(milliseconds=i * 86_400_123),
-                None if i % 4 == 0 else Date(i - 3000),
-            ]
-            for i in range(start, start + 2000)
-        ]
-        page = source(["ts", "day"], raw_page(types, rows))
-        assert isinstance(page, _columnar.RawPage)
-        pages.append(page)
-    schema = FrameSchema.from_metadata(
-        pages[0].column_names, pages[0].column_types, "numpy_nullable"
-    )
+    pages, schema = _sized_pages([2000] * 3, types, _dated_rows)
     joined = _joined_natively(pages, schema)
     timestamps, days = joined
     assert str(timestamps.dtype) == "datetime64[ms, UTC]" and days.dtype == "datetime64[s]"
@@ -194,25 +194,19 @@ def test_timestamps_and_dates_of_a_joined_read_view_their_mapping() -> None:
     assert days[1] == np.datetime64("1961-10-16")  # 2999 days before 1970
 
 
+def _object_rows(start: int, count: int) -> list[list[Any]]:
+    return [
+        [
+            None if i % 6 == 0 else uuid.UUID(int=i * 2**70 + i),
+            None if i % 4 == 0 else [i, -i, 2**31 - 1],
+        ]
+        for i in range(start, start + count)
+    ]
+
+
 def _object_pages(sizes: list[int]) -> tuple[list[_columnar.RawPage], FrameSchema]:
     types = [cqltypes.UUIDType, cqltypes.ListType.apply_parameters([cqltypes.Int32Type])]
-    source = _columnar._KeepRaw(lambda names, rows: rows)
-    pages = []
-    start = 0
-    for count in sizes:
-        rows = [
-            [
-                None if i % 6 == 0 else uuid.UUID(int=i * 2**70 + i),
-                None if i % 4 == 0 else [i, -i, 2**31 - 1],
-            ]
-            for i in range(start, start + count)
-        ]
-        page = source(["u", "li"], raw_page(types, rows))
-        assert isinstance(page, _columnar.RawPage)
-        pages.append(page)
-        start += count
-    schema = FrameSchema.from_metadata(["u", "li"], pages[0].column_types, "numpy_nullable")
-    return pages, schema
+    return _sized_pages(sizes, types, _object_rows)
 
 
 def test_object_columns_of_a_joined_read_are_written_into_one_array() -> None:
@@ -248,7 +242,9 @@ def test_object_pages_of_two_reads_are_joined_by_a_copy() -> None:
 
 def test_a_column_read_twice_in_a_joined_read_gets_two_arrays() -> None:
     pages, _ = _object_pages([300, 300])
-    schema = FrameSchema.from_metadata(["u", "li"], pages[0].column_types, "numpy_nullable", [0, 0])
+    schema = FrameSchema.from_metadata(
+        pages[0].column_names, pages[0].column_types, "numpy_nullable", [0, 0]
+    )
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     first, again = _joined(decoder.decode_for_join, pages, schema)
     assert not np.shares_memory(first, again)
