@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,18 +343,38 @@ async def test_idle_session_uses_a_restarted_node_again(
     assert recovery["back_in_service_s"] < BACK_IN_SERVICE_S
 
 
-@contextlib.contextmanager
-def _paused(three_nodes: local.ClusterInfo, index: int) -> Iterator[None]:
-    """Freeze one node's JVM (SIGSTOP): its sockets stay open but it answers nothing."""
+def _pid(three_nodes: local.ClusterInfo, index: int) -> int:
     info = local.status(three_nodes.name)
     assert info is not None
     pid = info.nodes[index - 1].pid
     assert pid
+    return pid
+
+
+@contextlib.contextmanager
+def _paused(three_nodes: local.ClusterInfo, index: int) -> Iterator[None]:
+    """Freeze one node's JVM (SIGSTOP): its sockets stay open but it answers nothing."""
+    pid = _pid(three_nodes, index)
     os.kill(pid, signal.SIGSTOP)
     try:
+        # kill() returns before the kernel has stopped every thread of the JVM.
+        deadline = time.monotonic() + 5.0
+        while not _stopped(pid):
+            assert time.monotonic() < deadline, f"node {index} (pid {pid}) did not stop"
+            time.sleep(0.01)
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped (state T in /proc)."""
+    try:
+        stats = [(task / "stat").read_text() for task in Path(f"/proc/{pid}/task").iterdir()]
+    except FileNotFoundError:  # a thread ended while being listed
+        return False
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return all(stat.rsplit(")", 1)[1].split()[0] in ("T", "t") for stat in stats)
 
 
 async def test_a_replica_that_stops_answering_gives_a_server_read_timeout(
@@ -375,11 +396,19 @@ async def test_a_replica_that_stops_answering_gives_a_server_read_timeout(
         assert row is not None and row.v == "row 0-0"
         with _paused(three_nodes, frozen):
             began = time.monotonic()
-            with pytest.raises(QueryTimeout) as raised:
-                await pinned.execute(statement, consistency="ALL", timeout=30)
+            try:
+                answer = await pinned.execute(statement, consistency="ALL", timeout=30)
+            except QueryTimeout as exc:
+                raised = exc
+            else:
+                pytest.fail(
+                    f"a read at ALL with node {frozen} frozen gave {answer.all()!r} after "
+                    f"{time.monotonic() - began:.2f} s (all its threads stopped: "
+                    f"{_stopped(_pid(three_nodes, frozen))})"
+                )
             timed_out_s = time.monotonic() - began
-        assert isinstance(raised.value.__cause__, ReadTimeout)
-        assert "ALL" in str(raised.value)
+        assert isinstance(raised.__cause__, ReadTimeout)
+        assert "ALL" in str(raised)
         # Failure detection may lag behind the frozen node's return; reads at ONE do not wait.
         row = (await pinned.execute(statement, consistency="ONE", timeout=10)).one()
         assert row is not None and row.v == "row 0-0"
