@@ -343,18 +343,14 @@ async def test_idle_session_uses_a_restarted_node_again(
     assert recovery["back_in_service_s"] < BACK_IN_SERVICE_S
 
 
-def _pid(three_nodes: local.ClusterInfo, index: int) -> int:
+@contextlib.contextmanager
+def _paused(three_nodes: local.ClusterInfo, index: int) -> Iterator[int]:
+    """Freeze one node's JVM (SIGSTOP) and give its pid: its sockets stay open but it
+    answers nothing."""
     info = local.status(three_nodes.name)
     assert info is not None
     pid = info.nodes[index - 1].pid
     assert pid
-    return pid
-
-
-@contextlib.contextmanager
-def _paused(three_nodes: local.ClusterInfo, index: int) -> Iterator[None]:
-    """Freeze one node's JVM (SIGSTOP): its sockets stay open but it answers nothing."""
-    pid = _pid(three_nodes, index)
     os.kill(pid, signal.SIGSTOP)
     try:
         # kill() returns before the kernel has stopped every thread of the JVM.
@@ -362,7 +358,7 @@ def _paused(three_nodes: local.ClusterInfo, index: int) -> Iterator[None]:
         while not _stopped(pid):
             assert time.monotonic() < deadline, f"node {index} (pid {pid}) did not stop"
             time.sleep(0.01)
-        yield
+        yield pid
     finally:
         os.kill(pid, signal.SIGCONT)
 
@@ -394,7 +390,7 @@ async def test_a_replica_that_stops_answering_gives_a_server_read_timeout(
     ):
         row = (await pinned.execute(statement, consistency="ALL", timeout=10)).one()
         assert row is not None and row.v == "row 0-0"
-        with _paused(three_nodes, frozen):
+        with _paused(three_nodes, frozen) as frozen_pid:
             began = time.monotonic()
             try:
                 answer = await pinned.execute(statement, consistency="ALL", timeout=30)
@@ -404,7 +400,7 @@ async def test_a_replica_that_stops_answering_gives_a_server_read_timeout(
                 pytest.fail(
                     f"a read at ALL with node {frozen} frozen gave {answer.all()!r} after "
                     f"{time.monotonic() - began:.2f} s (all its threads stopped: "
-                    f"{_stopped(_pid(three_nodes, frozen))})"
+                    f"{_stopped(frozen_pid)})"
                 )
             timed_out_s = time.monotonic() - began
         assert isinstance(raised.__cause__, ReadTimeout)
