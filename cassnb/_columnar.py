@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("cassnb")
 
-_ABI: Final = 4
+_ABI: Final = 5
 
 
 def _load_native() -> ModuleType | None:
@@ -381,6 +381,7 @@ class _KeepRaw:
 
     __slots__ = (
         "ahead",
+        "block",
         "joined",
         "lock",
         "raw_pending",
@@ -398,8 +399,10 @@ class _KeepRaw:
         self.slabs: dict[int, tuple[_Slab, _Slab]] = {}
         #: Where a joined read's object columns gather their pages, by column position.
         self.runs: dict[int, _ObjectRun] = {}
-        #: Every page is joined into one frame: cut each column's pages end to end.
+        #: Every page is joined into one frame: write each column's pages end to end.
         self.joined = False
+        #: Where a joined read's fixed-width columns go (False: they cannot, go per page).
+        self.block: _FixedBlock | bool | None = None
         #: The schema to decode pages into on the driver's thread as they arrive.
         self.ahead: FrameSchema | None = None
         #: Pages with rows handed over undecoded, which the loop has not decoded yet: a
@@ -511,23 +514,9 @@ class _Plan:
         #: The built array holds the buffers C writes (not a copy): they live as long as
         #: the frame, so they come from slabs.
         self.kept = kept
-        #: Its pages' arrays are joined into one when a frame is joined (numpy columns):
-        #: a read that joins every page cuts them end to end (see _Slab).
+        #: Its pages' arrays are joined into one when a frame is joined (fixed-width
+        #: columns): a read that joins every page writes them end to end (_FixedBlock).
         self.joined = joined
-
-    def cut(self, rows: int, slabs: tuple[_Slab, _Slab]) -> tuple[Any, Any, int, int] | None:
-        """Cut a fixed-width column's values and NULL mask for one page of a joined read.
-
-        Return them as raw bytes (fill() needs no more) with where each starts in its
-        slab's region, or None to allocate as usual.
-        """
-        values_slab, mask_slab = slabs
-        if not values_slab.contiguous:
-            return None
-        taken = self._take_fixed(rows, slabs)
-        if taken is None:
-            return None
-        return *taken, values_slab.start, mask_slab.start
 
     def typed(self, d: _Decoded) -> _Decoded:
         """Return ``d`` with raw (values, mask) bytes seen as this column's numpy types."""
@@ -582,69 +571,190 @@ class _Slab:
     medium blocks), so the join would need the frame's size a second time. Buffers cut
     from mappings give their memory back to the system when a joined column lets go of
     its pages. A mapping is released when every array cut from it is gone.
-
-    A ``contiguous`` slab, for a read whose pages all end up in one frame, cuts them end
-    to end from one large reservation of address space (the kernel only backs what is
-    written), so that joining a column's pages is a view of them (:func:`join_adjacent`):
-    no copy, and no second frame's worth of memory.
     """
 
-    __slots__ = ("contiguous", "populate", "populated", "region", "start", "used")
+    __slots__ = ("region", "used")
 
-    def __init__(self, contiguous: bool = False, *, populate: bool = True) -> None:
-        self.contiguous = contiguous
-        #: Back a contiguous region with memory ahead of the writes (not for NULL masks,
-        #: whose zeroed pages are only written where a page has NULLs).
-        self.populate = populate
+    def __init__(self) -> None:
         self.region: Any = None
         self.used = 0
-        #: Where the memory backing a contiguous region ends so far.
-        self.populated = 0
-        #: Where in ``region`` the last buffer cut starts.
-        self.start = 0
 
     def take(self, nbytes: int) -> Any:
         """Return ``nbytes`` of fresh memory as uint8, or None to use the heap instead."""
-        # Each buffer starts on a 64-byte boundary, as numpy and Arrow like them; buffers
-        # cut end to end are aligned to their item size, which is all numpy needs.
-        step = nbytes if self.contiguous else (nbytes + 63) & ~63
+        # Each buffer starts on a 64-byte boundary, as numpy and Arrow like them.
+        step = (nbytes + 63) & ~63
         region = self.region
         if region is None or self.used + step > len(region):
-            region = None
-            skip = 0
-            if self.contiguous:
-                region = _mapping(max(step, _RESERVED_BYTES) + 4096, populate=False)
-                # Mappings start on page boundaries: start each column's data at another
-                # offset within the page, or the same row of every column would fall in
-                # one set of the CPU cache, which then keeps evicting them.
-                _stagger[0] = skip = (_stagger[0] + 7 * 64) % 4096
-            if region is None:
-                region = _mapping(max(step, _SLAB_BYTES))
+            region = _mapping(max(step, _SLAB_BYTES))
             if region is None:
                 return None
-            self.region, self.used = region, skip
-            self.populated = skip & ~4095
-        self.start = start = self.used
-        self.used = end = start + step
-        if self.contiguous and self.populate and _populate[0] and end > self.populated:
-            # One call that backs the buffer with memory costs less than a page fault
-            # for every 4 KiB of it while the decoder writes; one call for the next few
-            # pages too costs less than a call for every page.
-            first = self.populated
-            last = min(end + _POPULATED_AHEAD, len(region)) - first
-            try:
-                region.base.obj.madvise(_MADV_POPULATE_WRITE, first, last)
-            except (OSError, AttributeError, ValueError):
-                _populate[0] = False  # a kernel before 5.14, or not a mapping
-            self.populated = (first + last + 4095) & ~4095
+            self.region, self.used = region, 0
+        start = self.used
+        self.used = start + step
         return region[start : start + nbytes]
 
 
+class _FixedBlock:
+    """The fixed-width columns of a read whose pages all end up in one frame.
+
+    Each column's values, and its NULL mask, go into one large reservation of address
+    space (the kernel only backs what is written), and fill() writes every page right
+    after the one before (its ``first_row``): a page costs no Python per fixed-width
+    column, and joining the pages is a view of the rows written (:func:`join_adjacent`),
+    with no copy and no second frame's worth of memory.
+    """
+
+    __slots__ = (
+        "capacity",
+        "codecs",
+        "kinds",
+        "mappings",
+        "masks",
+        "outs",
+        "plans",
+        "populated",
+        "schema",
+        "used",
+        "values",
+    )
+
+    def __init__(self, layout: _Layout, positions: list[int]) -> None:
+        self.schema = layout.schema
+        self.kinds = layout.kinds
+        self.plans = {position: layout.plans[position] for position in positions}
+        self.codecs = dict(zip(layout.schema.positions, layout.schema.codecs, strict=True))
+        widest = max(self.plans[position].values.itemsize for position in positions)
+        #: Rows every column has room for.
+        self.capacity = _RESERVED_BYTES // widest
+        #: Rows written so far, and rows backed with memory ahead of the writes.
+        self.used = 0
+        self.populated = 0
+        self.values: dict[int, Any] = {}
+        self.masks: dict[int, Any] = {}
+        #: Each column's values mapping, and where the values start in it.
+        self.mappings: list[tuple[Any, int, int]] = []
+        #: fill()'s outs with this block's columns in place; the others are set per page.
+        self.outs: list[tuple[Any, ...] | None] = [None] * len(layout.kinds)
+
+    @classmethod
+    def reserve(cls, layout: _Layout) -> _FixedBlock | None:
+        """Return a block for ``layout``'s fixed-width columns, or None (none, or no room)."""
+        positions = [
+            position
+            for position, plan in layout.plans.items()
+            if plan.joined and plan.values is not None
+        ]
+        if not positions:
+            return None
+        block = cls(layout, positions)
+        for position in positions:
+            width = block.plans[position].values.itemsize
+            values = _reservation(block.capacity * width)
+            mask = _reservation(block.capacity)
+            if values is None or mask is None:
+                return None
+            block.values[position] = values[0]
+            block.masks[position] = mask[0]
+            block.mappings.append((values[1], values[2], width))
+            # The mask is fresh zeroed memory: fill() writes only the NULLs (and its pages
+            # are never backed for a column without them).
+            block.outs[position] = (values[0], mask[0], True)
+        return block
+
+    def fits(self, layout: _Layout, rows: int) -> bool:
+        """Whether a page of ``rows`` rows decoded with ``layout`` goes into this block."""
+        return (
+            layout.schema is self.schema
+            and layout.kinds == self.kinds
+            and self.used + rows <= self.capacity
+        )
+
+    def take(self, rows: int) -> int:
+        """Make room for the next ``rows`` rows; return the first of them."""
+        first = self.used
+        self.used = end = first + rows
+        if end > self.populated:
+            # One call that backs the next rows with memory costs less than a page fault
+            # for every 4 KiB of them while the decoder writes; backing as many rows
+            # again as the read has so far (within bounds) keeps both the calls and the
+            # memory backed beyond the last row few.
+            ahead = end + min(max(end, _POPULATED_AHEAD_ROWS_MIN), _POPULATED_AHEAD_ROWS)
+            ahead = min(ahead, self.capacity)
+            for mapping, skip, width in self.mappings:
+                _populate(mapping, skip + self.populated * width, skip + ahead * width)
+            self.populated = ahead
+        return first
+
+    def array(self, position: int, start: int, rows: int, nulls: int) -> Column:
+        """Build the array of ``rows`` rows of a column from row ``start`` on: a view."""
+        plan = self.plans[position]
+        width = plan.values.itemsize
+        decoded = _Decoded(
+            rows,
+            nulls,
+            (
+                self.values[position][start * width : (start + rows) * width],
+                self.masks[position][start : start + rows],
+            ),
+            None,
+            self.codecs[position],
+            (),
+            None,
+        )
+        return plan.build(plan.typed(decoded))
+
+
+class _Piece:
+    """A page's fixed-width column in a joined read: rows of its block."""
+
+    __slots__ = ("block", "nulls", "position", "rows", "start")
+
+    def __init__(
+        self, block: _FixedBlock, position: int, start: int, rows: int, nulls: int
+    ) -> None:
+        self.block = block
+        self.position = position
+        self.start = start
+        self.rows = rows
+        self.nulls = nulls
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def array(self) -> Column:
+        """Build this page's array alone (a view of the block)."""
+        return self.block.array(self.position, self.start, self.rows, self.nulls)
+
+
+def _reservation(nbytes: int) -> tuple[Any, Any, int] | None:
+    """Reserve ``nbytes`` of address space for a column: its uint8 view, the mapping, and
+    where the view starts in it; None if no mapping is left."""
+    region = _mapping(nbytes + 4096, populate=False)
+    if region is None:
+        return None
+    # Mappings start on page boundaries: start each column's data at another offset within
+    # the page, or the same row of every column would fall in one set of the CPU cache,
+    # which then keeps evicting them.
+    _stagger[0] = skip = (_stagger[0] + 7 * 64) % 4096
+    return region[skip : skip + nbytes], region.base.obj, skip
+
+
+def _populate(mapping: Any, start: int, end: int) -> None:
+    """Back bytes ``start`` to ``end`` of ``mapping`` with memory, if the kernel can."""
+    if not _populating[0]:
+        return
+    first = start & ~4095
+    try:
+        mapping.madvise(_MADV_POPULATE_WRITE, first, end - first)
+    except (OSError, AttributeError, ValueError):
+        _populating[0] = False  # a kernel before 5.14
+
+
 _MADV_POPULATE_WRITE: Final = 23
-#: Bytes a contiguous slab backs with memory beyond the buffer it cuts: a few pages' worth,
-#: little beside a frame, however many columns it has.
-_POPULATED_AHEAD: Final = 192 * 1024
-_populate = [True]
+#: Rows a joined read backs with memory beyond those it writes: at least, and at most.
+_POPULATED_AHEAD_ROWS_MIN: Final = 4096
+_POPULATED_AHEAD_ROWS: Final = 1 << 16
+_populating = [True]
 _SLAB_BYTES: Final = 256 * 1024
 #: Address space reserved per column buffer of a joined read: pages of memory are only
 #: used as rows are written, and a column that outgrows it goes on in a new reservation.
@@ -1011,57 +1121,53 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
             raise ValueError(f"truncated page: {rows} rows cannot fit in its bytes")
         sizes = None
     plans = layout.plans
-    outs: list[tuple[Any, ...] | None] = [None] * len(metadata)
     source = page.source
     joined = source is not None and source.joined
+    block = _block(source, layout, rows) if source is not None and source.joined else None
+    if block is not None:
+        first_row = block.take(rows)
+        outs = block.outs.copy()
+    else:
+        first_row = 0
+        outs = [None] * len(metadata)
     # A joined read cuts every page from its slabs, the short last one too: one page on
     # the heap would make the join copy the whole column.
     slabs = source.slabs if source is not None and (joined or rows >= _SLAB_MIN_ROWS) else None
-    #: Where the raw buffers of each column cut for a join start in their regions.
-    starts: dict[int, tuple[int, int]] = {}
     for position, plan in plans.items():
+        if outs[position] is not None:
+            continue  # in the block
         slab = None
         if slabs is not None and plan.kept:
             slab = slabs.get(position)
             if slab is None:
-                assert source is not None
-                contiguous = source.joined and plan.joined
-                slab = slabs[position] = (
-                    _Slab(contiguous),
-                    _Slab(contiguous, populate=plan.values is None),
-                )
-            cut = plan.cut(rows, slab) if joined and plan.joined else None
-            if cut is not None:
-                # The mask is fresh zeroed memory: fill() writes only the NULLs.
-                outs[position] = (*cut[:2], True)
-                starts[position] = cut[2:]
-                continue
+                slab = slabs[position] = (_Slab(), _Slab())
         outs[position] = plan.allocate(rows, 0 if sizes is None else sizes[position], slab)
-    objects, nulls = c.fill(body, start, layout.kinds, rows, outs)
+    objects, nulls = c.fill(body, start, layout.kinds, rows, outs, first_row)
     arrays: list[Column] = []
     built: set[int] = set()
     for position, codec in zip(schema.positions, schema.codecs, strict=True):
+        if block is not None and position in block.values:
+            piece = _Piece(block, position, first_row, rows, nulls[position])
+            if position in built:
+                # The same result column twice: never let two frame columns share memory.
+                arrays.append(piece.array().copy())
+            else:
+                # Built once for the whole frame by join_adjacent, not once per page.
+                built.add(position)
+                arrays.append(cast("Column", piece))
+            continue
         plan = plans[position]
-        cut_at = starts.get(position)
-        buffers = outs[position]
         decoded = _Decoded(
             rows,
             nulls[position],
-            buffers if cut_at is None or buffers is None else buffers[:2],
+            outs[position],
             objects[position],
             codec,
             metadata[position],
-            # A column cut for a join needs its buffers only: the page's bytes can go.
-            None if cut_at is not None else page,
+            page,
         )
-        if cut_at is not None and position not in built:
-            # Built once for the whole frame by join_adjacent, not once per page.
-            built.add(position)
-            arrays.append(cast("Column", _Pending(decoded, plan, cut_at)))
-            continue
-        array = plan.build(decoded if cut_at is None else plan.typed(decoded))
+        array = plan.build(decoded)
         if position in built:
-            # The same result column twice: never let two frame columns share memory.
             array = array.copy()
         elif joined and isinstance(array, np.ndarray) and array.dtype == object:
             assert source is not None
@@ -1072,6 +1178,17 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
         built.add(position)
         arrays.append(array)
     return arrays
+
+
+def _block(source: _KeepRaw, layout: _Layout, rows: int) -> _FixedBlock | None:
+    """Return the block a joined read's page writes its fixed-width columns into, if any."""
+    block = source.block
+    if block is None:
+        block = source.block = _FixedBlock.reserve(layout) or False
+    if block is False:
+        return None
+    assert isinstance(block, _FixedBlock)
+    return block if block.fits(layout, rows) else None
 
 
 class NativeDecoder:
@@ -1100,9 +1217,9 @@ class NativeDecoder:
     ) -> list[Column]:
         """Decode a page of a result whose pages are all joined into one frame.
 
-        The result's numpy columns are then cut end to end, so that :func:`join_adjacent`
-        joins them without a copy. With ``ahead``, the result's next pages are decoded
-        as they arrive (every page must then be read whole, in order).
+        The result's fixed-width columns are then written end to end, so that
+        :func:`join_adjacent` joins them without a copy. With ``ahead``, the result's next
+        pages are decoded as they arrive (every page must then be read whole, in order).
         """
         source = rows.source if isinstance(rows, RawPage) else None
         if source is not None:
@@ -1116,30 +1233,6 @@ class NativeDecoder:
         """Whether ``rows`` was decoded on the driver's thread when it arrived (every later
         page of its result then is too); ask before :meth:`decode` takes the columns."""
         return isinstance(rows, RawPage) and rows.decoded is not None
-
-
-class _Pending:
-    """A page's column of a joined read, decoded but not yet made into an array.
-
-    Building a pandas array costs tens of microseconds, for every column of every page;
-    the pages of a joined read usually lie end to end, and then one array is built over
-    all of them (:func:`join_adjacent`). The buffers are raw bytes until then.
-    """
-
-    __slots__ = ("decoded", "plan", "starts")
-
-    def __init__(self, decoded: _Decoded, plan: _Plan, starts: tuple[int, int]) -> None:
-        self.decoded = decoded
-        self.plan = plan
-        #: Where the values and the NULL mask start in their slabs' regions.
-        self.starts = starts
-
-    def __len__(self) -> int:
-        return self.decoded.rows
-
-    def array(self) -> Column:
-        """Build this page's array alone."""
-        return self.plan.build(self.plan.typed(self.decoded))
 
 
 class _ObjectRun:
@@ -1225,7 +1318,7 @@ def _join_run(chunks: Sequence[Any]) -> Column | None:
 def built(chunks: Sequence[Column]) -> list[Column]:
     """Return ``chunks`` with every page still pending built into its array."""
     return [
-        chunk.array() if isinstance(chunk, _Pending | _InRun) else chunk
+        chunk.array() if isinstance(chunk, _Piece | _InRun) else chunk
         for chunk in cast(Sequence[Any], chunks)
     ]
 
@@ -1266,8 +1359,8 @@ def _adjacent(arrays: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any] | 
 def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     """Join a column's pages without copying when they lie end to end; else return None.
 
-    Pages decoded with ``decode_for_join`` do, for the masked and plain numpy columns,
-    and those are still pending: their one array is built here. A single page is itself.
+    Pages decoded with ``decode_for_join`` do, for their fixed-width columns, which are
+    still rows of a block then: their one array is built here. A single page is itself.
     """
     import numpy as np
     import pandas as pd
@@ -1275,10 +1368,12 @@ def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     first: Any = chunks[0]
     if isinstance(first, _InRun):
         return _join_run(cast(Sequence[Any], chunks))
-    if len(chunks) == 1 and not isinstance(first, _Pending):
+    if isinstance(first, _Piece):
+        return _join_pieces(cast(Sequence[Any], chunks))
+    if any(isinstance(chunk, _Piece) for chunk in cast(Sequence[Any], chunks)):
+        return None  # built into arrays first, then joined by a copy
+    if len(chunks) == 1:
         return cast("Column", first)
-    if isinstance(first, _Pending):
-        return _join_pending(cast(Sequence[Any], chunks))
     if isinstance(first, np.ndarray):
         return _adjacent(cast(Sequence[Any], chunks))
     masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
@@ -1292,37 +1387,23 @@ def join_adjacent(chunks: Sequence[Column]) -> Column | None:
     return type(first)(values, mask)
 
 
-def _join_pending(chunks: Sequence[Any]) -> Column | None:
-    """Build one array over pending pages whose buffers lie end to end, else None."""
-    first: _Pending = chunks[0]
-    plan = first.plan
-    if not all(type(chunk) is _Pending and chunk.plan is plan for chunk in chunks):
-        return None
-    if len(chunks) == 1:
-        return first.array()
-    joined: list[Any] = []
-    for index in range(2):
-        # Each buffer is a slice of its slab's region: the pages lie end to end when
-        # they share the region and each starts where the one before it ends.
-        buffers: list[Any] = [chunk.decoded.buffers[index] for chunk in chunks]
-        region = buffers[0].base
-        start = end = first.starts[index]
-        for chunk, buffer in zip(chunks, buffers, strict=True):
-            if buffer.base is not region or chunk.starts[index] != end:
-                return None
-            end += len(buffer)
-        joined.append(region[start:end])
-    page = first.decoded
-    decoded = _Decoded(
-        sum(chunk.decoded.rows for chunk in chunks),
-        sum(chunk.decoded.nulls for chunk in chunks),
-        tuple(joined),
-        None,
-        page.codec,
-        page.metadata,
-        None,
-    )
-    return plan.build(plan.typed(decoded))
+def _join_pieces(chunks: Sequence[Any]) -> Column | None:
+    """Build one array over a column's pages when they are one run of rows of its block."""
+    first: _Piece = chunks[0]
+    block, position = first.block, first.position
+    end = first.start
+    nulls = 0
+    for chunk in chunks:
+        if (
+            type(chunk) is not _Piece
+            or chunk.block is not block
+            or chunk.position != position
+            or chunk.start != end
+        ):
+            return None
+        end += chunk.rows
+        nulls += chunk.nulls
+    return block.array(position, first.start, end - first.start, nulls)
 
 
 def page_decoder(rows_decoder: PageDecoder) -> PageDecoder:

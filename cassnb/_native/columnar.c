@@ -18,7 +18,7 @@
 #include <string.h>
 
 /* Bumped whenever scan()/fill() change meaning, so that a stale build is not used. */
-#define COLUMNAR_ABI 4
+#define COLUMNAR_ABI 5
 
 /* What fill() makes of one column; the numbers are shared with cassnb/_columnar.py. */
 enum kind {
@@ -371,7 +371,7 @@ static PyObject *out_item(PyObject *outs, Py_ssize_t c, Py_ssize_t want) {
 }
 
 static int open_column(column_out *o, unsigned char k, PyObject *outs, Py_ssize_t c,
-                       Py_ssize_t rows) {
+                       Py_ssize_t rows, Py_ssize_t first_row) {
     PyObject *item;
     switch (SHAPE[k]) {
     case S_FIXED:
@@ -386,15 +386,16 @@ static int open_column(column_out *o, unsigned char k, PyObject *outs, Py_ssize_
         } else if ((item = out_item(outs, c, 2)) == NULL) {
             return -1;
         }
-        if (get_writable(PyTuple_GET_ITEM(item, 0), &o->views[0], rows * OUT_WIDTH[k], c,
-                         "values") < 0)
+        if (get_writable(PyTuple_GET_ITEM(item, 0), &o->views[0],
+                         (first_row + rows) * OUT_WIDTH[k], c, "values") < 0)
             return -1;
         o->nviews = 1;
-        if (get_writable(PyTuple_GET_ITEM(item, 1), &o->views[1], rows, c, "mask") < 0)
+        if (get_writable(PyTuple_GET_ITEM(item, 1), &o->views[1], first_row + rows, c,
+                         "mask") < 0)
             return -1;
         o->nviews = 2;
-        o->values = o->views[0].buf;
-        o->mask = o->views[1].buf;
+        o->values = (unsigned char *)o->views[0].buf + first_row * OUT_WIDTH[k];
+        o->mask = (unsigned char *)o->views[1].buf + first_row;
         return 0;
     case S_VARLEN:
         if ((item = out_item(outs, c, 3)) == NULL) return -1;
@@ -601,21 +602,24 @@ static int fill_rows(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
 }
 
 PyDoc_STRVAR(fill_doc,
-             "fill(page, offset, kinds, rows, outs) -> (objects, nulls)\n\n"
+             "fill(page, offset, kinds, rows, outs, first_row=0) -> (objects, nulls)\n\n"
              "Decode ``rows`` rows of a page into the columns' output buffers.\n\n"
              "``outs[c]`` is, by the column's kind: (values, mask) for fixed-width kinds, or "
              "(values, mask, True) when the mask is zeroed memory and only NULLs need writing; "
              "(offsets, data, mask) for variable-length kinds, offsets holding rows + 1 "
              "int32 or int64; (body,) for raw columns, sized as scan() said; None for "
              "skipped and object columns. Returns, per column, the list of values of object "
-             "kinds (None for the others) and the count of NULL cells.");
+             "kinds (None for the others) and the count of NULL cells. Fixed-width columns are "
+             "written from row ``first_row`` of their buffers on, so that the pages of a read "
+             "can go one after another into the same buffers.");
 
 static PyObject *fill(PyObject *module, PyObject *args) {
     Py_buffer page;
-    Py_ssize_t offset, rows, ncols;
+    Py_ssize_t offset, rows, ncols, first_row = 0;
     const unsigned char *kinds;
     PyObject *outs_arg;
-    if (!PyArg_ParseTuple(args, "y*ny#nO", &page, &offset, &kinds, &ncols, &rows, &outs_arg))
+    if (!PyArg_ParseTuple(args, "y*ny#nO|n", &page, &offset, &kinds, &ncols, &rows, &outs_arg,
+                          &first_row))
         return NULL;
     PyObject *result = NULL, *outs = NULL;
     column_out *cols = NULL;
@@ -625,6 +629,10 @@ static PyObject *fill(PyObject *module, PyObject *args) {
     if (rows < 0 || rows > available) {
         PyErr_Format(PyExc_ValueError, "asked for %zd rows of a page that has %zd", rows,
                      available);
+        goto done;
+    }
+    if (first_row < 0 || first_row > PY_SSIZE_T_MAX / 16 - rows) {
+        PyErr_Format(PyExc_ValueError, "first_row %zd is out of range", first_row);
         goto done;
     }
     outs = PySequence_Fast(outs_arg, "outs must be a sequence");
@@ -640,7 +648,7 @@ static PyObject *fill(PyObject *module, PyObject *args) {
         goto done;
     }
     for (Py_ssize_t c = 0; c < ncols; c++)
-        if (open_column(&cols[c], kinds[c], outs, c, rows) < 0) goto done;
+        if (open_column(&cols[c], kinds[c], outs, c, rows, first_row) < 0) goto done;
     /* The GIL stays held: a page takes well under a millisecond, and a thread that lets it
        go waits up to the switch interval (5 ms) to have it back from the driver's thread. */
     fault f = {P_NONE, 0, 0, 0, 0};

@@ -32,6 +32,7 @@ def fill(
     kinds: bytes,
     rows: int,
     outs: Sequence[tuple[Any, ...] | None],
+    first_row: int = 0,
     /,
 ) -> tuple[list[list[Any] | None], list[int]]: ...
 def valid_utf8(data: Buffer, /) -> bool: ...

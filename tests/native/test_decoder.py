@@ -288,6 +288,26 @@ def test_a_zeroed_mask_gets_only_its_nulls_written() -> None:
         native.fill(body, 8, kinds, 4, [(values, mask, True, True)])
 
 
+def test_fixed_width_columns_go_from_the_first_row_asked() -> None:
+    """first_row: fixed-width values and NULLs go after the rows already in the buffers,
+    which must have room for them; other kinds are written from their start as always."""
+    body = page_body([[struct.pack(">i", 7), b"a"], [None, b"b"]], 2)
+    kinds = bytes([native.K_FIX4, native.K_BLOB])
+    values, mask = bytearray(b"\xee" * 20), bytearray(b"\xee" * 5)
+    text = (bytearray(12), bytearray(2), bytearray(2))
+    _, nulls = native.fill(body, 8, kinds, 2, [(values, mask, True), text], 3)
+    assert nulls == [1, 0]
+    assert bytes(values[:12]) == b"\xee" * 12 and struct.unpack("<2i", values[12:]) == (7, 0)
+    assert bytes(mask) == b"\xee" * 4 + b"\x01"
+    assert bytes(text[1]) == b"ab" and struct.unpack("<3i", text[0]) == (0, 1, 2)
+    with pytest.raises(ValueError, match="values buffer"):
+        native.fill(body, 8, kinds, 2, [(values, mask, True), text], 4)
+    with pytest.raises(ValueError, match="first_row"):
+        native.fill(body, 8, kinds, 2, [(values, mask, True), text], -1)
+    with pytest.raises(ValueError, match="first_row"):
+        native.fill(body, 8, kinds, 2, [(values, mask, True), text], 2**62)
+
+
 @given(st.binary(max_size=64))
 @settings(max_examples=2000)
 def test_utf8_check_agrees_with_python(data: bytes) -> None:

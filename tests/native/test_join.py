@@ -138,7 +138,7 @@ def test_arrow_columns_of_a_joined_read_are_one_chunk() -> None:
 
 
 def test_pages_of_two_reads_are_joined_by_a_copy() -> None:
-    # Decoded for a join, but from two requests' slabs: each page's array is built, then
+    # Decoded for a join, but into two requests' blocks: each page's array is built, then
     # the arrays are concatenated.
     first, schema = _pages(2, 2000)
     second, _ = _sized_pages([2000])
@@ -249,3 +249,35 @@ def test_a_column_read_twice_in_a_joined_read_gets_two_arrays() -> None:
     first, again = _joined(decoder.decode_for_join, pages, schema)
     assert not np.shares_memory(first, again)
     assert list(first) == list(again) and len(first) == 600
+
+
+def test_a_number_column_read_twice_in_a_joined_read_gets_two_arrays() -> None:
+    pages, _ = _pages(3, 2000)
+    schema = FrameSchema.from_metadata(
+        pages[0].column_names, pages[0].column_types, "numpy_nullable", [1, 0, 1]
+    )
+    joined = _joined_natively(pages, schema)
+    assert not np.shares_memory(joined[0]._data, joined[2]._data)
+    assert _mapping_of(joined[0]._data) is not None
+    assert joined[0].tolist() == joined[2].tolist() == [i * 1_000_003 for i in range(6000)]
+
+
+def test_a_joined_read_without_mappings_left_joins_heap_pages_by_a_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_columnar, "_mappings", [_columnar._MAPPINGS_MAX])
+    pages, schema = _sized_pages([2000, 2000, 7])
+    joined = _joined_natively(pages, schema)
+    for array in joined[:5]:
+        assert len(array) == 4007
+        assert _mapping_of(array._data) is None
+
+
+def test_pages_of_a_block_after_other_pages_are_joined_by_a_copy() -> None:
+    pages, schema = _pages(3, 2000)
+    decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
+    chunks = [decoder.decode(pages[0], schema)[0]]
+    chunks += [decoder.decode_for_join(page, schema)[0] for page in pages[1:]]
+    assert _columnar.join_adjacent(chunks) is None
+    joined = _frames.concat_chunks(chunks)
+    assert joined.tolist() == [pd.NA if i % 7 == 0 else i for i in range(6000)]
