@@ -605,6 +605,7 @@ class _FixedBlock:
     """
 
     __slots__ = (
+        "ahead_rows",
         "capacity",
         "codecs",
         "kinds",
@@ -624,8 +625,9 @@ class _FixedBlock:
         self.plans = {position: layout.plans[position] for position in positions}
         self.codecs = dict(zip(layout.schema.positions, layout.schema.codecs, strict=True))
         widest = max(self.plans[position].values.itemsize for position in positions)
-        #: Rows every column has room for.
+        #: Rows every column has room for, and rows backed with memory ahead at most.
         self.capacity = _RESERVED_BYTES // widest
+        self.ahead_rows = _POPULATED_AHEAD // widest
         #: Rows written so far, and rows backed with memory ahead of the writes.
         self.used = 0
         self.populated = 0
@@ -675,10 +677,10 @@ class _FixedBlock:
         self.used = end = first + rows
         if end > self.populated:
             # One call that backs the next rows with memory costs less than a page fault
-            # for every 4 KiB of them while the decoder writes; backing as many rows
-            # again as the read has so far (within bounds) keeps both the calls and the
-            # memory backed beyond the last row few.
-            ahead = end + min(max(end, _POPULATED_AHEAD_ROWS_MIN), _POPULATED_AHEAD_ROWS)
+            # for every 4 KiB of them while the decoder writes. Backing as many rows again
+            # as the read has so far, up to a few hundred KiB of the widest column, keeps
+            # both the calls and the memory backed beyond the last row few.
+            ahead = end + min(max(end, _POPULATED_AHEAD_ROWS_MIN), self.ahead_rows)
             ahead = min(ahead, self.capacity)
             for mapping, skip, width in self.mappings:
                 _populate(mapping, skip + self.populated * width, skip + ahead * width)
@@ -751,9 +753,10 @@ def _populate(mapping: Any, start: int, end: int) -> None:
 
 
 _MADV_POPULATE_WRITE: Final = 23
-#: Rows a joined read backs with memory beyond those it writes: at least, and at most.
+#: Rows a joined read backs with memory beyond those it writes, at least; and bytes of its
+#: widest fixed-width column, at most: little beside a frame, however many columns it has.
 _POPULATED_AHEAD_ROWS_MIN: Final = 4096
-_POPULATED_AHEAD_ROWS: Final = 1 << 16
+_POPULATED_AHEAD: Final = 256 * 1024
 _populating = [True]
 _SLAB_BYTES: Final = 256 * 1024
 #: Address space reserved per column buffer of a joined read: pages of memory are only
