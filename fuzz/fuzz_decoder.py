@@ -6,7 +6,9 @@
 Each input picks column kinds (or CQL types), a row limit, and either raw bytes or a
 page assembled from lengths and bytes taken from the input, so that most inputs get past
 the row count into the cells. Two targets are exercised per input: scan()/fill() with any
-kinds, and decode_page() with a schema of CQL types in both dtype backends. The only
+kinds (fixed-width columns written from a first row, into buffers with or without room),
+and decode_page() with a schema of CQL types in both dtype backends, alone or as two pages
+of one joined read. The only
 exceptions allowed are ValueError (the decoder's, pyarrow's) and cassnb errors.
 """
 
@@ -79,20 +81,28 @@ def _page(fdp: atheris.FuzzedDataProvider, columns: int) -> bytes:
     return b"".join(out)
 
 
-def _scan_and_fill(body: bytes, kinds: bytes, limit: int) -> None:
+def _scan_and_fill(body: bytes, kinds: bytes, limit: int, first_row: int, roomy: bool) -> None:
     rows, _, sizes = native.scan(body, 0, kinds, limit)
+    # Fixed-width columns are written from first_row on, as a joined read's are; buffers
+    # without room for that must be refused.
     outs = [
-        _columnar._buffers(kind, rows, sizes[i], wide=bool(i % 2)) for i, kind in enumerate(kinds)
+        _columnar._buffers(
+            kind,
+            rows + first_row if roomy and kind in _columnar._WIDTHS else rows,
+            sizes[i],
+            wide=bool(i % 2),
+        )
+        for i, kind in enumerate(kinds)
     ]
     # Every third fixed-width column says its mask is zeroed, as a joined read's do.
     outs = [
         (*out, True) if out is not None and len(out) == 2 and i % 3 == 0 else out
         for i, out in enumerate(outs)
     ]
-    native.fill(body, 0, kinds, rows, outs)
+    native.fill(body, 0, kinds, rows, outs, first_row)
 
 
-def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str) -> None:
+def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str, joined: bool) -> None:
     metadata = [("ks", "tbl", f"c{i}", t) for i, t in enumerate(types)]
     try:
         page = _columnar.RawPage(body, 0, 0, metadata, 5, {}, metadata)
@@ -101,7 +111,13 @@ def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str) -> No
     if limit >= 0:
         page = page[:limit]  # type: ignore[assignment]
     schema = FrameSchema.from_metadata(page.column_names, page.column_types, backend)  # type: ignore[arg-type]
-    columns = _columnar.decode_page(page, schema)
+    if joined:
+        # Decoded twice for one joined read: the second page's rows go after the first's.
+        source = _columnar._KeepRaw(lambda names, rows: rows)
+        source.joined = True
+        page.source = source
+        _columnar.decode_page(page, schema)
+    columns = _columnar.built(_columnar.decode_page(page, schema))
     assert all(len(column) == len(page) for column in columns)
 
 
@@ -113,11 +129,14 @@ def test_one_input(data: bytes) -> None:
     types = [fdp.PickValueInList(TYPES) for _ in range(columns)]
     limit = fdp.ConsumeIntInRange(-1, 8)
     backend = "pyarrow" if fdp.ConsumeBool() else "numpy_nullable"
+    first_row = fdp.ConsumeIntInRange(0, 3)
+    roomy = fdp.ConsumeIntInRange(0, 3) != 0
+    joined = fdp.ConsumeBool()
     body = _page(fdp, columns)
     with contextlib.suppress(ValueError):
-        _scan_and_fill(body, kinds, limit)
+        _scan_and_fill(body, kinds, limit, first_row, roomy)
     with contextlib.suppress(ValueError, CassandraError):
-        _decode(body, types, limit, backend)
+        _decode(body, types, limit, backend, joined)
 
 
 def main() -> None:
