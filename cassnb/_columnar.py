@@ -1126,15 +1126,15 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     plans = layout.plans
     source = page.source
     joined = source is not None and source.joined
-    block = _block(source, layout, rows) if source is not None and source.joined else None
+    block = _block(source, layout, rows)
     if block is not None:
         first_row = block.take(rows)
         outs = block.outs.copy()
     else:
         first_row = 0
         outs = [None] * len(metadata)
-    # A joined read cuts every page from its slabs, the short last one too: one page on
-    # the heap would make the join copy the whole column.
+    # Buffers the frame keeps come from slabs (see _Slab) for every page of a joined read,
+    # the short last one too, and for the big pages of any other read.
     slabs = source.slabs if source is not None and (joined or rows >= _SLAB_MIN_ROWS) else None
     for position, plan in plans.items():
         if outs[position] is not None:
@@ -1183,8 +1183,10 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
     return arrays
 
 
-def _block(source: _KeepRaw, layout: _Layout, rows: int) -> _FixedBlock | None:
+def _block(source: _KeepRaw | None, layout: _Layout, rows: int) -> _FixedBlock | None:
     """Return the block a joined read's page writes its fixed-width columns into, if any."""
+    if source is None or not source.joined:
+        return None
     block = source.block
     if block is None:
         block = source.block = _FixedBlock.reserve(layout) or False

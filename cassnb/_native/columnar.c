@@ -631,6 +631,7 @@ static PyObject *fill(PyObject *module, PyObject *args) {
                      available);
         goto done;
     }
+    /* 16: the widest fixed-width value, so that no buffer size below overflows. */
     if (first_row < 0 || first_row > PY_SSIZE_T_MAX / 16 - rows) {
         PyErr_Format(PyExc_ValueError, "first_row %zd is out of range", first_row);
         goto done;
