@@ -34,6 +34,10 @@ RSS growth (``ru_maxrss`` minus the RSS before the read); the frame's
 point to (a UUID's int, a list's ints) that pandas leaves out. The summary sets the ratios
 against the targets: read_cql at least 3x (mixed) and 10x (numeric) less CPU per row than
 pandas_factory, and a peak RSS growth at most 1.5x the frame's deep size.
+
+``--profile`` runs read_cql once under cProfile (each thread against its own CPU clock),
+then decodes the result's first page again and again: back to back, and after waits like
+those between pages in a whole read, which make the same work cost more.
 """
 
 from __future__ import annotations
@@ -309,6 +313,57 @@ def _profile(args: argparse.Namespace, table: str) -> None:
 
     threading.setprofile(start_in_new_thread)
     asyncio.run(run())
+    _decoded_after_waits(*asyncio.run(_first_page(args, table)))
+
+
+async def _first_page(args: argparse.Namespace, table: str) -> tuple[Any, Any]:
+    """Return the first page of ``SELECT * FROM table``, as a whole read gets it, and the
+    schema of a frame of it."""
+    import cassnb
+    from cassnb._types import FrameSchema
+
+    async with (
+        cassnb.AsyncCluster([args.host], port=args.port) as cluster,
+        await cluster.connect() as session,
+    ):
+        config = cassnb.StreamConfig(fetch_size=args.fetch_size, max_pages=1)
+        stream = await session.execute_stream(f"SELECT * FROM {table}", stream_config=config)
+        async with stream:
+            pages = [page async for page in stream.pages()]
+            names, types = stream.column_names or [], stream.column_types or []
+    return pages[0], FrameSchema.from_metadata(names, types, "numpy_nullable")
+
+
+#: Waits before decoding a page again: none, and about what the local node takes to send
+#: the next 5,000-row page while a whole read runs.
+_WAITS_MS = (0, 5, 25)
+
+
+def _decoded_after_waits(page: Any, schema: Any) -> None:
+    """Decode ``page`` again and again, each time right after the one before and after a
+    wait, and print the median CPU of one decode for each wait.
+
+    A whole read decodes each page as it arrives, after its thread has waited for it: this
+    shows how much of a page's CPU in situ the wait itself costs (caches and the CPU's own
+    state go cold meanwhile), beside what the same work costs back to back.
+    """
+    from cassnb import _columnar
+
+    if not _columnar.native_available():
+        return
+    medians: dict[int, float] = {}
+    for wait_ms in _WAITS_MS:
+        spent = []
+        for _ in range(40):
+            time.sleep(wait_ms / 1000)
+            started = time.thread_time()
+            _columnar.decode_page(page, schema)
+            spent.append(time.thread_time() - started)
+        medians[wait_ms] = statistics.median(spent)
+    print(f"=== one page of {len(page):,} rows decoded, median CPU of 40 decodes:")
+    for wait_ms, median in medians.items():
+        cost = f"{median * 1e6:7.0f} us ({median / medians[0]:.1f}x back to back)"
+        print(f"  after a wait of {wait_ms:3d} ms: {cost}")
 
 
 def main() -> None:
