@@ -313,12 +313,13 @@ def _profile(args: argparse.Namespace, table: str) -> None:
 
     threading.setprofile(start_in_new_thread)
     asyncio.run(run())
+    threading.setprofile(None)
     _decoded_after_waits(*asyncio.run(_first_page(args, table)))
 
 
 async def _first_page(args: argparse.Namespace, table: str) -> tuple[Any, Any]:
-    """Return the first page of ``SELECT * FROM table``, as a whole read gets it, and the
-    schema of a frame of it."""
+    """Return the first page of ``SELECT * FROM table`` (None if there is none), as the
+    page decoder gets it, and the schema of a frame of it."""
     import cassnb
     from cassnb._types import FrameSchema
 
@@ -331,7 +332,8 @@ async def _first_page(args: argparse.Namespace, table: str) -> tuple[Any, Any]:
         async with stream:
             pages = [page async for page in stream.pages()]
             names, types = stream.column_names or [], stream.column_types or []
-    return pages[0], FrameSchema.from_metadata(names, types, "numpy_nullable")
+    page = pages[0] if pages else None
+    return page, FrameSchema.from_metadata(names, types, "numpy_nullable")
 
 
 #: Waits before decoding a page again: none, and about what the local node takes to send
@@ -349,7 +351,8 @@ def _decoded_after_waits(page: Any, schema: Any) -> None:
     """
     from cassnb import _columnar
 
-    if not _columnar.native_available():
+    if not _columnar.native_available() or not page:
+        print("=== no page decoded: the compiled page decoder is not built, or no rows")
         return
     medians: dict[int, float] = {}
     for wait_ms in _WAITS_MS:
