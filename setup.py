@@ -5,8 +5,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "cassnb._native.columnar",
-            sources=["cassnb/_native/columnar.c"],
+            "cassnb._frames._native.columnar",
+            sources=["cassnb/_frames/_native/columnar.c"],
             extra_compile_args=["-O3"],
             # Without a C compiler the install still succeeds; cassnb then decodes pages in
             # Python and says so once on the "cassnb" logger.

@@ -118,7 +118,7 @@ def _read_cql(
 
 
 def _require_native() -> None:
-    from cassnb import _columnar
+    from cassnb._frames import columnar as _columnar
 
     if not _columnar.native_available():
         raise SystemExit("the compiled page decoder is not built: pip install -e . with a compiler")
@@ -321,7 +321,7 @@ async def _first_page(args: argparse.Namespace, table: str) -> tuple[Any, Any]:
     """Return the first page of ``SELECT * FROM table`` (None if there is none), as the
     page decoder gets it, and the schema of a frame of it."""
     import cassnb
-    from cassnb._types import FrameSchema
+    from cassnb._frames.types import FrameSchema
 
     async with (
         cassnb.AsyncCluster([args.host], port=args.port) as cluster,
@@ -349,7 +349,7 @@ def _decoded_after_waits(page: Any, schema: Any) -> None:
     shows how much of a page's CPU in situ the wait itself costs (caches and the CPU's own
     state go cold meanwhile), beside what the same work costs back to back.
     """
-    from cassnb import _columnar
+    from cassnb._frames import columnar as _columnar
 
     if not _columnar.native_available() or not page:
         print("=== no page decoded: the compiled page decoder is not built, or no rows")

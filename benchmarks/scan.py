@@ -44,7 +44,7 @@ from typing import Any
 import psutil
 
 from cassnb import AsyncCluster, local, read_cql
-from cassnb._scan import read_table
+from cassnb._scan.ranges import read_table
 
 KEYSPACE = "cassnb_scan_bench"
 TABLE = "rows"
@@ -150,7 +150,8 @@ def _cpu() -> float:
 
 def child(way: str, contact_points: list[str]) -> dict[str, Any]:
     """Read the table one way and return the measurements."""
-    from cassnb import _frames, _scan
+    from cassnb._frames import read as _frames
+    from cassnb._scan import ranges as _scan
 
     decoder = _TimedDecoder(_frames.page_decoder)
     _frames.page_decoder = decoder

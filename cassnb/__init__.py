@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from cassnb._cluster import AsyncCluster
-    from cassnb._dask import to_dask
-    from cassnb._errors import (
+    from cassnb._core.cluster import AsyncCluster
+    from cassnb._core.default import get_default_session, set_default_session
+    from cassnb._core.errors import (
         AuthenticationError,
         CassandraError,
         ConfigurationError,
@@ -23,12 +23,13 @@ if TYPE_CHECKING:
         QueryError,
         QueryTimeout,
     )
-    from cassnb._frames import WriteFrameError, read_cql, write_frame
-    from cassnb._registry import get_default_session, set_default_session
-    from cassnb._results import AsyncResultSet, Row
-    from cassnb._scan import read_table
-    from cassnb._session import AsyncSession
-    from cassnb._stream import AsyncStreamingResultSet, StreamConfig
+    from cassnb._core.results import AsyncResultSet, Row
+    from cassnb._core.session import AsyncSession
+    from cassnb._core.stream import AsyncStreamingResultSet, StreamConfig
+    from cassnb._frames.read import read_cql
+    from cassnb._frames.write import WriteFrameError, write_frame
+    from cassnb._scan.dask import to_dask
+    from cassnb._scan.ranges import read_table
 
 __all__ = [
     "AsyncCluster",
@@ -54,25 +55,25 @@ __all__ = [
 ]
 
 _HOMES = {
-    "AsyncCluster": "cassnb._cluster",
-    "AsyncResultSet": "cassnb._results",
-    "AsyncSession": "cassnb._session",
-    "AsyncStreamingResultSet": "cassnb._stream",
-    "AuthenticationError": "cassnb._errors",
-    "CassandraError": "cassnb._errors",
-    "ConfigurationError": "cassnb._errors",
-    "ConnectionError": "cassnb._errors",
-    "QueryError": "cassnb._errors",
-    "QueryTimeout": "cassnb._errors",
-    "Row": "cassnb._results",
-    "StreamConfig": "cassnb._stream",
-    "WriteFrameError": "cassnb._frames",
-    "get_default_session": "cassnb._registry",
-    "read_cql": "cassnb._frames",
-    "read_table": "cassnb._scan",
-    "set_default_session": "cassnb._registry",
-    "to_dask": "cassnb._dask",
-    "write_frame": "cassnb._frames",
+    "AsyncCluster": "cassnb._core.cluster",
+    "AsyncResultSet": "cassnb._core.results",
+    "AsyncSession": "cassnb._core.session",
+    "AsyncStreamingResultSet": "cassnb._core.stream",
+    "AuthenticationError": "cassnb._core.errors",
+    "CassandraError": "cassnb._core.errors",
+    "ConfigurationError": "cassnb._core.errors",
+    "ConnectionError": "cassnb._core.errors",
+    "QueryError": "cassnb._core.errors",
+    "QueryTimeout": "cassnb._core.errors",
+    "Row": "cassnb._core.results",
+    "StreamConfig": "cassnb._core.stream",
+    "WriteFrameError": "cassnb._frames.write",
+    "get_default_session": "cassnb._core.default",
+    "read_cql": "cassnb._frames.read",
+    "read_table": "cassnb._scan.ranges",
+    "set_default_session": "cassnb._core.default",
+    "to_dask": "cassnb._scan.dask",
+    "write_frame": "cassnb._frames.write",
 }
 
 

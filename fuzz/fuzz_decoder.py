@@ -26,9 +26,9 @@ import pyarrow  # noqa: F401
 from cassandra import cqltypes
 
 with atheris.instrument_imports(include=["cassnb"]):
-    from cassnb import _columnar
-    from cassnb._errors import CassandraError
-    from cassnb._types import FrameSchema
+    from cassnb._core.errors import CassandraError
+    from cassnb._frames import columnar as _columnar
+    from cassnb._frames.types import FrameSchema
 
 native = _columnar._native
 if native is None:

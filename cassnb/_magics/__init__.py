@@ -1,7 +1,7 @@
 """The notebook face of cassnb: ``%load_ext cassnb`` registers the CQL magics.
 
-Nothing is imported here until the extension is loaded, so the core can reach the
-kernel-shutdown hook in :mod:`cassnb._magics.hook` without pulling in IPython or pandas.
+Nothing is imported here until the extension is loaded, so ``import cassnb`` pulls in
+neither IPython nor pandas.
 """
 
 from __future__ import annotations

@@ -27,14 +27,15 @@ from IPython.display import display as _ipython_display
 from traitlets import Bool, Enum, Int
 from traitlets.config.configurable import Configurable
 
-from cassnb import _registry
-from cassnb._cluster import AsyncCluster
-from cassnb._errors import (
+from cassnb._core import default, kernel
+from cassnb._core.cluster import AsyncCluster
+from cassnb._core.errors import (
     AuthenticationError,
     CassandraError,
     ConfigurationError,
     ConnectionError,
 )
+from cassnb._core.session import AsyncSession
 from cassnb._magics.parse import (
     CellOptions,
     ConnectOptions,
@@ -54,7 +55,6 @@ from cassnb._magics.run import (
     server_message,
 )
 from cassnb._magics.transformer import AwaitMagics, asyncio_autoawait
-from cassnb._session import AsyncSession
 
 __all__ = ["CQLMagic", "load", "unload"]
 
@@ -288,7 +288,7 @@ class CQLMagic(Magics, Configurable):
         alias = options.alias or options.default_alias
         old = self.connections.pop(alias, None)
         self.connections[alias] = Connection(alias, cluster, session, _where(options))
-        _registry.set_default_session(session)
+        default.set_default_session(session)
         if old is not None:
             await old.close()
         print(f"connected to {_where(options)} as {alias!r}")
@@ -309,7 +309,7 @@ class CQLMagic(Magics, Configurable):
         if connection is None:
             raise UsageError(f"no connection named {alias!r}; %cql_connect --list shows them")
         if connection.session is _current_session():
-            _registry.set_default_session(None)
+            default.set_default_session(None)
         await connection.close()
         print(f"closed {alias!r}")
 
@@ -319,7 +319,7 @@ class CQLMagic(Magics, Configurable):
             raise UsageError(
                 f"no connection named {alias!r}: give contact points or a URL to open it"
             )
-        _registry.set_default_session(connection.session)
+        default.set_default_session(connection.session)
         print(f"using {alias!r}: {connection.where}")
 
     def _session(self, alias: str | None) -> AsyncSession:
@@ -329,7 +329,7 @@ class CQLMagic(Magics, Configurable):
                 raise UsageError(f"no connection named {alias!r}; %cql_connect --list shows them")
             return connection.session
         try:
-            return _registry.get_default_session()
+            return default.get_default_session()
         except (ConfigurationError, ConnectionError) as exc:
             raise UsageError(str(exc)) from None
 
@@ -421,7 +421,7 @@ class CQLMagic(Magics, Configurable):
 
 def _current_session() -> AsyncSession | None:
     try:
-        return _registry.get_default_session()
+        return default.get_default_session()
     except CassandraError:
         return None
 
@@ -458,7 +458,7 @@ def load(ip: Any) -> None:
     ip.configurables.append(magics)
     ip.input_transformers_post.append(AwaitMagics(MAGICS, TARGET, lambda: asyncio_autoawait(ip)))
     magics.views.install(ip.display_formatter)
-    _registry._maybe_install_kernel_hook()
+    kernel.install()
 
 
 def unload(ip: Any) -> None:

@@ -19,15 +19,15 @@ from cassandra import ConsistencyLevel
 from cassandra.query import PreparedStatement, SimpleStatement
 from cassandra.query import Statement as DriverStatement
 
-from cassnb._bridge import run_blocking
-from cassnb._errors import QueryError, translate
-from cassnb._frames import Progress, bar_class, collect_pages
+from cassnb._core.bridge import run_blocking
+from cassnb._core.errors import QueryError, translate
+from cassnb._core.stream import AsyncStreamingResultSet, StreamConfig
+from cassnb._frames.read import Progress, bar_class, collect_pages
 from cassnb._magics.parse import Statement, table_of
-from cassnb._stream import AsyncStreamingResultSet, StreamConfig
 
 if TYPE_CHECKING:
-    from cassnb._session import AsyncSession
-    from cassnb._types import DtypeBackend
+    from cassnb._core.session import AsyncSession
+    from cassnb._frames.types import DtypeBackend
 
 __all__ = ["CellInterrupted", "Outcome", "Settings", "filtering_hint", "run_statement"]
 

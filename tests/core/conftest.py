@@ -23,7 +23,7 @@ from _keyspaces import grid_rows, load_once, schema_session
 from _loop_checks import no_loop_errors as no_loop_errors  # autouse for every test here
 
 from cassnb import AsyncCluster, AsyncSession
-from cassnb._registry import open_counts
+from cassnb._core.registry import open_counts
 from cassnb.local import ClusterInfo
 
 

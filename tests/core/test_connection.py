@@ -6,7 +6,7 @@ from _core_data import KEYSPACE, Data
 from cassandra.cluster import DefaultConnection
 
 from cassnb import AsyncCluster, AsyncSession, StreamConfig
-from cassnb._connection import _UNCOMPRESSED, SegmentReader, connection_class
+from cassnb._driver.fast.connection import _UNCOMPRESSED, SegmentReader, connection_class
 
 
 async def test_pages_of_many_segments_arrive_whole(session: AsyncSession, data: Data) -> None:

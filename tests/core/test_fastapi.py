@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
 from cassnb import AsyncCluster, AsyncSession, CassandraError
-from cassnb._registry import open_counts
+from cassnb._core.registry import open_counts
 
 
 def make_app(contact_points: list[str]) -> FastAPI:

@@ -21,7 +21,7 @@ from cassnb import (
     QueryError,
     StreamConfig,
 )
-from cassnb._registry import open_counts
+from cassnb._core.registry import open_counts
 from cassnb.local import ClusterInfo
 
 T = TypeVar("T")

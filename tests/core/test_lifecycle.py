@@ -25,7 +25,7 @@ from cassnb import (
     ConnectionError,
     StreamConfig,
 )
-from cassnb._registry import CloseCounts, close_all, close_all_sync, open_counts
+from cassnb._core.registry import CloseCounts, close_all, close_all_sync, open_counts
 
 
 @pytest.fixture(autouse=True)

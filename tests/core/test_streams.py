@@ -26,9 +26,9 @@ from cassnb import (
     QueryTimeout,
     StreamConfig,
 )
-from cassnb._bridge import PageFeed
-from cassnb._registry import open_counts
-from cassnb._stream import _State
+from cassnb._core.bridge import PageFeed
+from cassnb._core.registry import open_counts
+from cassnb._core.stream import _State
 
 
 def response_future_of(stream: AsyncStreamingResultSet) -> Any:

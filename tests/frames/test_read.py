@@ -18,11 +18,13 @@ import pytest
 from cassandra.concurrent import execute_concurrent_with_args
 
 import cassnb
-from cassnb import _frames, _registry
-from cassnb._errors import ConfigurationError, QueryError
+from cassnb._core import default
+from cassnb._core import registry as _registry
+from cassnb._core.errors import ConfigurationError, QueryError
+from cassnb._core.stream import StreamConfig
+from cassnb._frames import read as _frames
 from cassnb._frames import read_cql
-from cassnb._stream import StreamConfig
-from cassnb._types import Column, FrameSchema
+from cassnb._frames.types import Column, FrameSchema
 
 WIDE_ROWS = 250
 MEMORY_ROWS = 20_000
@@ -165,7 +167,7 @@ async def test_parameters_positional_named_and_prepared(session: Any, wide: int)
 
 async def test_default_session_is_used(session: Any, wide: int) -> None:
     """Without session=, read_cql uses the default session."""
-    previous = _registry._default_session
+    previous = default._default_session
     cassnb.set_default_session(session)
     try:
         frame = await read_cql("SELECT c FROM wide WHERE p = 1 LIMIT 3")

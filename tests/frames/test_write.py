@@ -15,7 +15,7 @@ import pytest
 from cassandra.util import Date, Duration, Time
 from frames_reference import KEYSPACE
 
-from cassnb._errors import ConfigurationError, QueryError
+from cassnb._core.errors import ConfigurationError, QueryError
 from cassnb._frames import WriteFrameError, read_cql, write_frame
 
 

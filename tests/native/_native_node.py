@@ -24,8 +24,9 @@ from _typed_table import reference_rows, typed_columns
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.query import UNSET_VALUE
 
-from cassnb import _columnar, _frames
-from cassnb._types import ColumnwiseDecoder
+from cassnb._frames import columnar as _columnar
+from cassnb._frames import read as _frames
+from cassnb._frames.types import ColumnwiseDecoder
 
 T = TypeVar("T")
 

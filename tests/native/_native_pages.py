@@ -17,8 +17,8 @@ import pyarrow as pa
 from cassandra import cqltypes
 from cassandra.util import Date, Duration, Time
 
-from cassnb._columnar import RawPage, decode_page
-from cassnb._types import ColumnwiseDecoder, FrameSchema
+from cassnb._frames.columnar import RawPage, decode_page
+from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 PROTOCOL = 5
 NO_METADATA = 0x0004

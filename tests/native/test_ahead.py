@@ -19,7 +19,7 @@ from cassandra.query import SimpleStatement
 
 from cassnb import CassandraError, _bridge, _columnar
 from cassnb._frames import read_cql
-from cassnb._types import ColumnwiseDecoder, FrameSchema
+from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 pytestmark = pytest.mark.skipif(
     not _columnar.native_available(), reason="the compiled decoder is not built"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cassnb import _columnar
+from cassnb._frames import columnar as _columnar
 
 
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI promises a C compiler")

@@ -33,9 +33,9 @@ from cassandra import cqltypes
 from cassandra.util import Date
 from hypothesis import HealthCheck, given, settings
 
-from cassnb import _columnar
-from cassnb._errors import CassandraError
-from cassnb._types import ColumnwiseDecoder, FrameSchema
+from cassnb._core.errors import CassandraError
+from cassnb._frames import columnar as _columnar
+from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 pytestmark = pytest.mark.skipif(
     not _columnar.native_available(), reason="the compiled decoder is not built"

@@ -28,9 +28,9 @@ from _native_node import (
 from _native_pages import VALUES, same_value
 from hypothesis import HealthCheck, given, settings
 
-from cassnb import _columnar
+from cassnb._core.results import Row
+from cassnb._frames import columnar as _columnar
 from cassnb._frames import read_cql
-from cassnb._results import Row
 
 pytestmark = pytest.mark.skipif(
     not _columnar.native_available(), reason="the compiled decoder is not built"
@@ -198,7 +198,7 @@ def test_generated_tables(
 
 async def _stream_frames(remote: Remote, query: str, backend: str) -> list[pd.DataFrame]:
     from cassnb import StreamConfig
-    from cassnb._frames import stream_frames
+    from cassnb._frames.read import stream_frames
 
     stream = await remote.session.execute_stream(query, stream_config=StreamConfig(fetch_size=2))
     async with stream:

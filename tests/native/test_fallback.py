@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from _native_node import KEYSPACE, Remote, assert_same_frames
 
-from cassnb import _columnar, local
+from cassnb import local
+from cassnb._frames import columnar as _columnar
 from cassnb._frames import read_cql
 
 CHILD = textwrap.dedent(
@@ -33,7 +34,7 @@ CHILD = textwrap.dedent(
     logging.getLogger("cassnb").addHandler(Keep())
     logging.getLogger("cassnb").setLevel(logging.DEBUG)
     if sys.argv[3] == "missing":
-        sys.modules["cassnb._native.columnar"] = None  # as if it was never built
+        sys.modules["cassnb._frames._native.columnar"] = None  # as if it was never built
 
     from cassnb import AsyncCluster, _columnar, _frames
     from cassnb._frames import read_cql

@@ -15,8 +15,9 @@ from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
 from cassandra.util import Date, Time
 
-from cassnb import _columnar, _frames
-from cassnb._types import ColumnwiseDecoder, FrameSchema
+from cassnb._frames import columnar as _columnar
+from cassnb._frames import read as _frames
+from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 pytestmark = pytest.mark.skipif(
     not _columnar.native_available(), reason="the compiled decoder is not built"

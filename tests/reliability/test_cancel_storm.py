@@ -21,7 +21,7 @@ from _reliability import (
 from cassandra.query import SimpleStatement
 
 from cassnb import AsyncSession, StreamConfig
-from cassnb._registry import open_counts
+from cassnb._core.registry import open_counts
 
 TASKS = 1_000
 FOLLOW_UP_QUERIES = 1_000

@@ -14,7 +14,7 @@ from _reliability import KEYSPACE, report, rss_mb, sized
 from cassandra.cluster import ResponseFuture
 
 from cassnb import AsyncSession, StreamConfig
-from cassnb._registry import open_counts
+from cassnb._core.registry import open_counts
 
 STREAMS = sized(2_000, 10_000)
 WARM_UP_STREAMS = 500

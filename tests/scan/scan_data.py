@@ -25,7 +25,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import RoundRobinPolicy
 
-from cassnb._scan import MAX_TOKEN, MIN_TOKEN, routing_key, split_ring
+from cassnb._scan.ranges import MAX_TOKEN, MIN_TOKEN, routing_key, split_ring
 
 NODE_KEYSPACE = "cassnb_scan_node"
 TRIO_KEYSPACE = "cassnb_scan_trio"

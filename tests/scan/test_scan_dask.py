@@ -18,8 +18,8 @@ from distributed import Client, LocalCluster
 from scan_data import ScanData
 
 from cassnb import AsyncSession, ConfigurationError, read_cql
-from cassnb._dask import close_connections, partitions_read, prepared_queries, to_dask
-from cassnb._scan import split_ring
+from cassnb._scan.dask import close_connections, partitions_read, prepared_queries, to_dask
+from cassnb._scan.ranges import split_ring
 
 USER_ENV = "CASSNB_SCAN_TEST_USER"
 PASSWORD_ENV = "CASSNB_SCAN_TEST_PASSWORD"
@@ -166,7 +166,7 @@ def test_missing_credentials_name_the_variable(node_data: ScanData) -> None:
 
 def test_dask_stays_out_of_cassnb_until_asked() -> None:
     """Importing cassnb, its frames and read_table loads no dask."""
-    probe = "import sys, cassnb, cassnb._scan, cassnb._frames; print('dask' in sys.modules)"
+    probe = "import sys, cassnb, cassnb._scan.ranges, cassnb._frames; print('dask' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
@@ -178,7 +178,7 @@ def test_a_worker_process_exits_cleanly(node_data: ScanData) -> None:
     script = textwrap.dedent(
         f"""
         import dask
-        from cassnb._dask import to_dask
+        from cassnb._scan.dask import to_dask
         frame = to_dask("single", {node_data.contact_points!r}, keyspace={node_data.keyspace!r})
         print(len(frame.compute(scheduler="threads")))
         """

@@ -10,8 +10,8 @@ from scan_checks import assert_every_row_once, keys_of
 from scan_data import ScanData, skewed_keys
 
 from cassnb import AsyncSession, QueryError, read_cql, set_default_session
-from cassnb._registry import open_counts
-from cassnb._scan import MAX_TOKEN, MIN_TOKEN, plan_scan, read_ranges, read_table, split_ring
+from cassnb._core.registry import open_counts
+from cassnb._scan.ranges import MAX_TOKEN, MIN_TOKEN, plan_scan, read_ranges, read_table, split_ring
 
 
 @pytest.mark.parametrize("splits", [None, 1, 2, 7, 64])

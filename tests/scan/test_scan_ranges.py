@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cassnb import ConfigurationError
-from cassnb._scan import (
+from cassnb._scan.ranges import (
     MAX_TOKEN,
     MIN_TOKEN,
     TokenRange,

@@ -18,8 +18,8 @@ from scan_checks import assert_every_row_once, keys_of
 from scan_data import ScanData, driver_cluster, skewed_keys
 
 from cassnb import AsyncCluster, AsyncSession, read_cql
-from cassnb._dask import close_connections, to_dask
-from cassnb._scan import RangeStatement, plan_scan, read_table, split_ring
+from cassnb._scan.dask import close_connections, to_dask
+from cassnb._scan.ranges import RangeStatement, plan_scan, read_table, split_ring
 
 pytestmark = pytest.mark.cluster3
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cassnb import _bridge
-from cassnb._bridge import (
+from cassnb._core import bridge as _bridge
+from cassnb._core.bridge import (
     DELIVERED_PER_TURN,
     InFlight,
     Page,

@@ -25,7 +25,7 @@ from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionException
 from cassandra.protocol import OverloadedErrorMessage, SyntaxException
 
-from cassnb._errors import (
+from cassnb._core.errors import (
     AuthenticationError,
     CassandraError,
     ConnectionError,

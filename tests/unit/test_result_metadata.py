@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cassandra.protocol import ResultMessage
 
-from cassnb import _columnar
+from cassnb._frames import columnar as _columnar
 
 INT, BIGINT, TEXT, LIST, UDT = 0x0009, 0x0002, 0x000D, 0x0020, 0x0030
 GLOBAL_SPEC, MORE_PAGES, NO_METADATA = 0x0001, 0x0002, 0x0004

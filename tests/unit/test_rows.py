@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from cassnb._results import AsyncResultSet, Row, Rows, join_pages, row_class, row_factory
+from cassnb._core.results import AsyncResultSet, Row, Rows, join_pages, row_class, row_factory
 
 
 def test_one_class_per_tuple_of_column_names() -> None:

@@ -12,7 +12,12 @@ from cassandra.segment import Segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cassnb._connection import _UNCOMPRESSED, ReadBuffer, SegmentReader, connection_class
+from cassnb._driver.fast.connection import (
+    _UNCOMPRESSED,
+    ReadBuffer,
+    SegmentReader,
+    connection_class,
+)
 
 _FRAME_HEADER = struct.Struct(">BBhBi")
 _RESPONSE_V5 = 0x80 | 5

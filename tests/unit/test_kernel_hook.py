@@ -10,8 +10,8 @@ import weakref
 
 import pytest
 
-from cassnb import _registry
-from cassnb._magics import hook
+from cassnb._core import kernel as hook
+from cassnb._core import registry as _registry
 
 
 class StuckCluster:

@@ -29,7 +29,7 @@ from cassandra import OperationTimedOut
 from cassandra.policies import NoSpeculativeExecutionPlan
 from cassandra.protocol import RESULT_KIND_ROWS, ResultMessage
 
-from cassnb._results import join_pages
+from cassnb._core.results import join_pages
 
 __all__: list[str] = []
 

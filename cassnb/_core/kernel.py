@@ -1,4 +1,5 @@
-"""Close every open stream, session and cluster when the kernel shuts down or restarts.
+"""Close every open stream, session and cluster when the kernel shuts down or restarts,
+or, as a fallback, when the interpreter exits.
 
 ipykernel answers a shutdown request (a restart is a shutdown with ``restart=True``)
 by calling its kernel's ``do_shutdown`` before the process exits; the hook wraps that
@@ -8,11 +9,13 @@ anyway, and a clean exit is better. The counts are logged at INFO on the ``cassn
 logger by the registry ("closed 3 streams, 1 session, 1 cluster").
 
 This module imports neither IPython nor ipykernel: it only looks at what is already
-loaded, so the core can call it when a cluster is created.
+loaded, so the core calls :func:`install` whenever a cluster is created, and
+``%load_ext cassnb`` calls it too.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
@@ -21,15 +24,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from cassnb import _registry
+from cassnb._core import registry
 
-__all__ = ["SHUTDOWN_BUDGET", "install_kernel_hook", "running_kernel"]
+__all__ = ["SHUTDOWN_BUDGET", "install", "install_kernel_hook", "running_kernel"]
 
 #: Seconds the hook may spend closing; clients wait about five before killing a kernel.
 SHUTDOWN_BUDGET: Final = 4.0
 
 _MARK: Final = "_cassnb_shutdown_hook"
 _lock = threading.Lock()
+_exit_hook_installed = False
 logger = logging.getLogger("cassnb")
 
 
@@ -44,10 +48,10 @@ def running_kernel() -> Any | None:
     return getattr(app_class.instance(), "kernel", None)
 
 
-def close_everything() -> _registry.CloseCounts | None:
+def close_everything() -> registry.CloseCounts | None:
     """Close what is open within the budget; never raise into the kernel's shutdown."""
     try:
-        return _registry.close_all_sync(timeout=SHUTDOWN_BUDGET)
+        return registry.close_all_sync(timeout=SHUTDOWN_BUDGET)
     except Exception:
         logger.warning("cassnb could not close everything at kernel shutdown", exc_info=True)
         return None
@@ -82,3 +86,27 @@ def install_kernel_hook() -> bool:
         kernel.do_shutdown = _wrapped(kernel.do_shutdown)
         setattr(kernel, _MARK, True)
     return True
+
+
+def _close_at_exit() -> None:
+    try:
+        registry.close_all_sync(timeout=2.0)
+    except Exception:
+        logger.debug("error while closing at exit", exc_info=True)
+
+
+def install() -> None:
+    """Make sure open resources are closed when the process or kernel goes away.
+
+    Registers an interpreter-exit fallback once per process and, inside a running
+    ipykernel (one already loaded: nothing is imported here), wraps the kernel's
+    ``do_shutdown``.
+    """
+    global _exit_hook_installed
+    with _lock:
+        first = not _exit_hook_installed
+        _exit_hook_installed = True
+    if first:
+        atexit.register(_close_at_exit)
+    if "ipykernel" in sys.modules:
+        install_kernel_hook()

@@ -30,23 +30,17 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from cassandra.query import BoundStatement, PreparedStatement
 
-from cassnb import _frames
-from cassnb._errors import ConfigurationError, QueryError
-from cassnb._frames import (
-    Progress,
-    check_backend,
-    concat_chunks,
-    frame_of,
-    quote_identifier,
-    table_parts,
-)
-from cassnb._stream import StreamConfig
-from cassnb._types import Column, DtypeBackend, FrameSchema
+from cassnb._core.errors import ConfigurationError, QueryError
+from cassnb._core.stream import StreamConfig
+from cassnb._frames import read as _frames
+from cassnb._frames.read import Progress, check_backend, concat_chunks, frame_of
+from cassnb._frames.types import Column, DtypeBackend, FrameSchema
+from cassnb._frames.write import quote_identifier, table_parts
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cassnb._session import AsyncSession
+    from cassnb._core.session import AsyncSession
 
 __all__ = ["read_table"]
 
@@ -426,7 +420,7 @@ async def read_table(
     if where is not None and not isinstance(where, str):
         raise ConfigurationError(f"where must be a string of CQL conditions, not {where!r}")
     if session is None:
-        from cassnb._registry import get_default_session
+        from cassnb._core.default import get_default_session
 
         session = get_default_session()
     keyspace, name = table_names(table, session.keyspace)

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import cassandra
 
-from cassnb import _registry
-from cassnb._bridge import Page, PageFeed, post, run_blocking
-from cassnb._errors import ConfigurationError, ConnectionError, QueryTimeout, translate
-from cassnb._results import Row, Rows
+from cassnb._core import registry
+from cassnb._core.bridge import Page, PageFeed, post, run_blocking
+from cassnb._core.errors import ConfigurationError, ConnectionError, QueryTimeout, translate
+from cassnb._core.results import Row, Rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -274,7 +274,7 @@ class AsyncStreamingResultSet:
         )
         self._state = _State(loop, config)
         self._state.attach(response_future)
-        _registry.track_stream(self)
+        registry.track_stream(self)
 
     @property
     def page_number(self) -> int:
@@ -422,7 +422,7 @@ class AsyncStreamingResultSet:
     def _finish(self) -> None:
         self._finished = True
         self._state.detach()
-        _registry.forget_stream(self)
+        registry.forget_stream(self)
 
     def _close_now(self, because: str = "closed by close_all") -> bool:
         """Stop fetching and drop buffered pages; return whether it was still open."""
@@ -430,7 +430,7 @@ class AsyncStreamingResultSet:
             return False
         self._state.close(because)
         self._rows = None
-        _registry.forget_stream(self)
+        registry.forget_stream(self)
         return True
 
     async def close(self) -> None:
@@ -450,12 +450,12 @@ class AsyncStreamingResultSet:
 
     def frames(self) -> AsyncIterator[pd.DataFrame]:
         """Iterate over one pandas DataFrame per page, typed from the CQL metadata."""
-        frames = importlib.import_module("cassnb._frames")
+        frames = importlib.import_module("cassnb._frames.read")
         return cast("AsyncIterator[pd.DataFrame]", frames.stream_frames(self))
 
     async def to_dataframe(self) -> pd.DataFrame:
         """Read the rest of the stream into one pandas DataFrame, page by page."""
-        frames = importlib.import_module("cassnb._frames")
+        frames = importlib.import_module("cassnb._frames.read")
         return cast("pd.DataFrame", await frames.stream_to_dataframe(self))
 
     def __repr__(self) -> str:

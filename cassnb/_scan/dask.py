@@ -26,10 +26,13 @@ import dask.dataframe as dd
 import pandas as pd
 from cassandra.query import PreparedStatement
 
-from cassnb._cluster import AsyncCluster
-from cassnb._errors import ConfigurationError
-from cassnb._frames import check_backend, table_parts
-from cassnb._scan import (
+from cassnb._core.cluster import AsyncCluster
+from cassnb._core.errors import ConfigurationError
+from cassnb._core.session import AsyncSession
+from cassnb._frames.read import check_backend
+from cassnb._frames.types import DtypeBackend
+from cassnb._frames.write import table_parts
+from cassnb._scan.ranges import (
     TokenRange,
     check_columns,
     empty_frame,
@@ -38,8 +41,6 @@ from cassnb._scan import (
     result_schema,
     select_cql,
 )
-from cassnb._session import AsyncSession
-from cassnb._types import DtypeBackend
 
 __all__ = ["to_dask"]
 

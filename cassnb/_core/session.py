@@ -22,9 +22,9 @@ from cassandra.query import (
     Statement,
 )
 
-from cassnb import _registry
-from cassnb._bridge import InFlight, fetch, run_blocking, run_shutdown, start_daemon
-from cassnb._errors import (
+from cassnb._core import registry
+from cassnb._core.bridge import InFlight, fetch, run_blocking, run_shutdown, start_daemon
+from cassnb._core.errors import (
     CassandraError,
     ConfigurationError,
     ConnectionError,
@@ -33,11 +33,11 @@ from cassnb._errors import (
     raised_by_us,
     translate,
 )
-from cassnb._results import AsyncResultSet
-from cassnb._stream import MAX_FETCH_SIZE, AsyncStreamingResultSet, StreamConfig
+from cassnb._core.results import AsyncResultSet
+from cassnb._core.stream import MAX_FETCH_SIZE, AsyncStreamingResultSet, StreamConfig
 
 if TYPE_CHECKING:
-    from cassnb._cluster import AsyncCluster
+    from cassnb._core.cluster import AsyncCluster
 
 __all__ = ["AsyncSession"]
 
@@ -171,7 +171,7 @@ class AsyncSession:
         self._lock = threading.Lock()
         self._streams: weakref.WeakSet[AsyncStreamingResultSet] = weakref.WeakSet()
         self._in_flight = InFlight()
-        _registry.track_session(self)
+        registry.track_session(self)
 
     @property
     def keyspace(self) -> str | None:
@@ -298,7 +298,7 @@ class AsyncSession:
         options = _timeout_options(timeout)
         try:
             # Pages stay raw until read, so that frames can decode them column by column.
-            from cassnb._columnar import start_request
+            from cassnb._frames.columnar import start_request
 
             response_future = start_request(self._session, statement, **options)
         except Exception as exc:
@@ -383,7 +383,7 @@ class AsyncSession:
         for stream in streams:
             stream._close_now("session closed")
         self._in_flight.fail_all(ConnectionError("the session was closed during the request"))
-        _registry.forget_session(self)
+        registry.forget_session(self)
         return True
 
     def _close_blocking(self) -> bool:

@@ -5,7 +5,7 @@ ROWS response's metadata as usual but leaves the rows as bytes, in a :class:`Raw
 Whoever iterates a RawPage gets the rows the driver would have made (its own decoder runs
 then, once), so ``async for row in stream`` is unchanged. The frames path instead hands
 the page to :class:`NativeDecoder`, which writes each column straight into numpy or Arrow
-buffers with the compiled ``cassnb._native.columnar`` and builds the type table's arrays
+buffers with the compiled ``cassnb._frames._native.columnar`` and builds the type table's arrays
 from them; a type it has no buffer layout for is decoded by the driver's deserializers,
 one column at a time, and built by the type table's own code.
 
@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias, cast
 from cassandra.cluster import _NOT_SET, EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.protocol import RESULT_KIND_ROWS, ProtocolHandler, ResultMessage
 
-from cassnb._errors import CassandraError
+from cassnb._core.errors import CassandraError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from cassnb._types import Column, ColumnCodec, FrameSchema, PageDecoder
+    from cassnb._frames.types import Column, ColumnCodec, FrameSchema, PageDecoder
 
 __all__ = [
     "ColumnarProtocolHandler",
@@ -60,7 +60,7 @@ def _load_native() -> ModuleType | None:
         log.info("native page decoder disabled by CASSNB_NO_NATIVE; frames are decoded in Python")
         return None
     try:
-        from cassnb._native import columnar
+        from cassnb._frames._native import columnar
     except ImportError as exc:
         log.warning(
             "native page decoder not available (%s); frames are decoded in Python, "
@@ -1034,7 +1034,7 @@ def _plan(cqltype: Any, codec: ColumnCodec) -> _Plan:
     global _PLANS
     import pandas as pd
 
-    from cassnb._types import cql_kind
+    from cassnb._frames.types import cql_kind
 
     if _PLANS is None:
         _PLANS = _plans()

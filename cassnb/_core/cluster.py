@@ -21,12 +21,12 @@ from cassandra.policies import (
     TokenAwarePolicy,
 )
 
-from cassnb import _registry
-from cassnb._bridge import run_blocking, run_shutdown, start_daemon
-from cassnb._connection import connection_class
-from cassnb._errors import ConfigurationError, ConnectionError, raised_by_us, translate
-from cassnb._results import row_factory
-from cassnb._session import SHUTDOWN_WAIT, AsyncSession
+from cassnb._core import kernel, registry
+from cassnb._core.bridge import run_blocking, run_shutdown, start_daemon
+from cassnb._core.errors import ConfigurationError, ConnectionError, raised_by_us, translate
+from cassnb._core.results import row_factory
+from cassnb._core.session import SHUTDOWN_WAIT, AsyncSession
+from cassnb._driver.fast.connection import connection_class
 
 __all__ = ["AsyncCluster"]
 
@@ -146,8 +146,8 @@ class AsyncCluster:
         self._closed = False
         self._lock = threading.Lock()
         self._sessions: weakref.WeakSet[AsyncSession] = weakref.WeakSet()
-        _registry.track_cluster(self)
-        _registry._maybe_install_kernel_hook()
+        registry.track_cluster(self)
+        kernel.install()
 
     @classmethod
     def create_with_auth(
@@ -309,7 +309,7 @@ class AsyncCluster:
             sessions = list(self._sessions)
         for session in sessions:
             session._mark_closed()
-        _registry.forget_cluster(self)
+        registry.forget_cluster(self)
         return True, cluster
 
     def _close_blocking(self) -> bool:

@@ -1,27 +1,32 @@
-"""Every open stream, session and cluster, the default session, and closing them all.
+"""Every open stream, session and cluster, and closing them all.
 
 The registry holds weak references only: it never keeps anything alive. Kernel shutdown
-(and, as a fallback, interpreter exit) closes whatever is still open, streams first, then
-sessions, then clusters, within a time bound.
+(and, as a fallback, interpreter exit; see :mod:`cassnb._core.kernel`) closes whatever is
+still open, streams first, then sessions, then clusters, within a time bound.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-from cassnb._errors import ConfigurationError, ConnectionError
-
-if TYPE_CHECKING:
-    from cassnb._session import AsyncSession
-
-__all__ = ["get_default_session", "set_default_session"]
+__all__ = [
+    "CloseCounts",
+    "OpenCounts",
+    "close_all",
+    "close_all_sync",
+    "forget_cluster",
+    "forget_session",
+    "forget_stream",
+    "open_counts",
+    "track_cluster",
+    "track_session",
+    "track_stream",
+]
 
 logger = logging.getLogger("cassnb")
 
@@ -39,8 +44,6 @@ _lock = threading.RLock()
 _streams: weakref.WeakSet[_Stream] = weakref.WeakSet()
 _sessions: weakref.WeakSet[_Resource] = weakref.WeakSet()
 _clusters: weakref.WeakSet[_Resource] = weakref.WeakSet()
-_default_session: AsyncSession | None = None
-_exit_hook_installed = False
 
 
 def _plural(count: int, noun: str) -> str:
@@ -166,62 +169,6 @@ def close_all_sync(timeout: float = 5.0) -> CloseCounts:
 
 async def close_all(timeout: float = 5.0) -> CloseCounts:  # noqa: ASYNC109 (a time bound)
     """Close every open stream, session and cluster without blocking the running loop."""
-    from cassnb._bridge import run_blocking
+    from cassnb._core.bridge import run_blocking
 
     return await run_blocking(close_all_sync, timeout)
-
-
-def _close_at_exit() -> None:
-    try:
-        close_all_sync(timeout=2.0)
-    except Exception:
-        logger.debug("error while closing at exit", exc_info=True)
-
-
-def _maybe_install_kernel_hook() -> None:
-    """Make sure open resources are closed when the process or kernel goes away.
-
-    Registers an interpreter-exit fallback once per process and, inside a running
-    ipykernel, wraps the kernel's ``do_shutdown`` (the magics layer holds that code, and
-    it is imported only when ipykernel is already loaded).
-    """
-    global _exit_hook_installed
-    with _lock:
-        first = not _exit_hook_installed
-        _exit_hook_installed = True
-    if first:
-        atexit.register(_close_at_exit)
-    if "ipykernel" in sys.modules:
-        from cassnb._magics.hook import install_kernel_hook
-
-        install_kernel_hook()
-
-
-def set_default_session(session: AsyncSession | None) -> None:
-    """Make ``session`` the default session (None forgets the current one)."""
-    from cassnb._session import AsyncSession
-
-    if session is not None and not isinstance(session, AsyncSession):
-        raise ConfigurationError(
-            f"the default session must be an AsyncSession, not {type(session).__name__}"
-        )
-    global _default_session
-    with _lock:
-        _default_session = session
-
-
-def get_default_session() -> AsyncSession:
-    """Return the default session, or raise if there is none or it is closed."""
-    with _lock:
-        session = _default_session
-    if session is None:
-        raise ConfigurationError(
-            "no default session: connect first (%cql_connect in a notebook, or "
-            "cassnb.set_default_session(await cluster.connect()))"
-        )
-    if session.is_closed:
-        raise ConnectionError(
-            "the default session is closed: connect again (%cql_connect, or "
-            "cassnb.set_default_session(await cluster.connect()))"
-        )
-    return session

@@ -1020,7 +1020,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cassnb.local: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m cassnb.local``: start, stop and inspect local Cassandra nodes."""
+
+import sys
+
+from cassnb.local import main
+
+sys.exit(main())
