@@ -1,0 +1,1 @@
+"""The fast path: code below the driver's public API."""
