@@ -27,6 +27,8 @@ from cassandra import cqltypes
 
 with atheris.instrument_imports(include=["cassnb"]):
     from cassnb._core.errors import CassandraError
+    from cassnb._driver import Arrivals
+    from cassnb._driver.fast.pages import RawPage
     from cassnb._frames import columnar as _columnar
     from cassnb._frames.types import FrameSchema
 
@@ -105,7 +107,7 @@ def _scan_and_fill(body: bytes, kinds: bytes, limit: int, first_row: int, roomy:
 def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str, joined: bool) -> None:
     metadata = [("ks", "tbl", f"c{i}", t) for i, t in enumerate(types)]
     try:
-        page = _columnar.RawPage(body, 0, 0, metadata, 5, {}, metadata)
+        page = RawPage(body, 0, 0, metadata, 5, {}, metadata)
     except CassandraError:
         return
     if limit >= 0:
@@ -113,8 +115,8 @@ def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str, joine
     schema = FrameSchema.from_metadata(page.column_names, page.column_types, backend)  # type: ignore[arg-type]
     if joined:
         # Decoded twice for one joined read: the second page's rows go after the first's.
-        source = _columnar._KeepRaw(lambda names, rows: rows)
-        source.joined = True
+        source = Arrivals(lambda names, rows: rows)
+        _columnar._state_of(source).joined = True
         page.source = source
         _columnar.decode_page(page, schema)
     columns = _columnar.built(_columnar.decode_page(page, schema))

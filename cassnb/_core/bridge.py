@@ -1,13 +1,13 @@
 """The one place where the driver's threads meet the asyncio loop.
 
-The driver answers on its I/O thread, through callbacks on a ``ResponseFuture``.
-Everything that crosses over to the loop goes through :func:`post`, which batches
-``loop.call_soon_threadsafe`` wake-ups and tolerates a closed loop; results are set through a
-helper that does nothing when the asyncio future is already done or cancelled, so an
-abandoned await never raises ``InvalidStateError``. Calls that block inside the driver
-(connect, prepare, set_keyspace, shutdown) run on a worker thread via
-:func:`run_blocking`; queries use ``execute_async`` and callbacks, and the later pages
-of a stream that runs ahead are requested on a connection directly (:class:`_DirectAsk`).
+The driver answers on its I/O thread: a read (:class:`cassnb._driver.Read`) hands each
+page to a listener there. Everything that crosses over to the loop goes through
+:func:`post`, which batches ``loop.call_soon_threadsafe`` wake-ups and tolerates a
+closed loop; results are set through a helper that does nothing when the asyncio future
+is already done or cancelled, so an abandoned await never raises ``InvalidStateError``.
+Calls that block inside the driver (connect, prepare, set_keyspace, shutdown) run on a
+worker thread via :func:`run_blocking`. :func:`fetch` awaits a read's first page or all
+of them; :class:`PageFeed` hands a stream's pages to the loop.
 
 Driver callbacks that raise are swallowed by the driver, so every callback here catches
 everything and hands the error to the loop instead.
@@ -25,11 +25,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from cassandra import OperationTimedOut
-from cassandra.policies import NoSpeculativeExecutionPlan
-from cassandra.protocol import RESULT_KIND_ROWS, ResultMessage
-
 from cassnb._core.results import join_pages
+from cassnb._driver import Page, Read
 
 __all__: list[str] = []
 
@@ -231,177 +228,44 @@ def run_blocking_sync(fn: Callable[[], object], *, timeout: float) -> bool:
     return not thread.is_alive()
 
 
-class Page:
-    """One response from the server: rows plus what the driver learned with them."""
-
-    __slots__ = (
-        "column_names",
-        "column_types",
-        "has_more",
-        "next_requested",
-        "paging_state",
-        "rows",
-        "warnings",
-    )
-
-    def __init__(self, rows: Sequence[Any], response_future: Any) -> None:
-        self.rows = rows
-        #: The driver's thread already asked for the next page (see PageFeed.run_ahead).
-        self.next_requested = False
-        # The driver keeps these on the future and only exposes them through its own
-        # ResultSet; read here, on the driver's thread, before the next page replaces them.
-        self.column_names: list[str] | None = response_future._col_names
-        self.column_types: list[Any] | None = response_future._col_types
-        self.paging_state: bytes | None = response_future._paging_state
-        self.has_more: bool = self.paging_state is not None
-        self.warnings: list[str] | None = response_future._warnings
-
-
-def _release_timer(response_future: Any) -> None:
-    # A finished request keeps its cancelled timer, whose callback points back at the
-    # future: a cycle only the garbage collector reclaims, for every request. The stale
-    # timer would also stop the next page's request from starting a timer of its own.
-    timer = getattr(response_future, "_timer", None)
-    response_future._timer = None
-    if timer is not None and getattr(timer, "canceled", False):
-        # The reactor's timer heap holds a cancelled timer until its deadline (seconds
-        # away), and with it the future and its last page; it never calls it again.
-        timer.callback = None
-
-
-def start_next_page(response_future: Any) -> None:
-    """Ask the driver for the next page; the request timeout applies to it afresh."""
-    _release_timer(response_future)
-    # The driver measures the timeout from when the query was first sent, so later
-    # pages would otherwise share the first page's budget.
-    response_future._start_time = time.time()
-    response_future.start_fetching_next_page()
-
-
-def direct_asks_allowed(response_future: Any) -> bool:
-    """Whether later pages of this request may be asked for below its ResponseFuture.
-
-    The driver's future does more per page than send and answer only for tracing,
-    metrics, speculative executions and continuous paging: requests with any of these
-    always go through it.
-    """
-    message = getattr(response_future, "message", None)
-    plan = getattr(response_future, "_spec_execution_plan", None)
-    return (
-        message is not None
-        and not getattr(message, "tracing", False)
-        and getattr(message, "continuous_paging_options", None) is None
-        and getattr(response_future, "_metrics", None) is None
-        and isinstance(plan, NoSpeculativeExecutionPlan)
-    )
-
-
-class _DirectAsk:
-    """A next-page request sent on a connection of the host that answered the last page.
-
-    The driver's way (:func:`start_next_page`) makes a query plan, a timer and a new
-    round of the future's bookkeeping for every page: about 6% of the CPU of reading an
-    all-numeric table into a frame. A feed running ahead sends the request itself and
-    takes the answer straight from the connection; anything but a page of rows is asked
-    for again the driver's way, whose retry policy, query plan and timer then apply.
-    """
-
-    __slots__ = ("connection", "feed", "pool", "response_future", "sent_at")
-
-    def __init__(self, feed: PageFeed, response_future: Any) -> None:
-        self.feed = feed
-        self.response_future = response_future
-        self.pool: Any = None
-        self.connection: Any = None
-        self.sent_at = 0.0
-
-    def send(self) -> bool:
-        """Send the request; False if it could not go out (nothing is then pending)."""
-        response_future = self.response_future
-        host = response_future._current_host
-        pool = response_future.session._pools.get(host)
-        if pool is None or pool.is_shutdown:
-            return False
-        # As the driver borrows for a page request, on this same thread.
-        connection, request_id = pool.borrow_connection(timeout=2.0)
-        self.pool, self.connection = pool, connection
-        message = response_future.message
-        message.paging_state = response_future._paging_state
-        handler = response_future._protocol_handler
-        prepared = response_future.prepared_statement
-        self.sent_at = time.monotonic()
-        try:
-            connection.send_msg(
-                message,
-                request_id,
-                cb=self.answered,
-                encoder=handler.encode_message,
-                decoder=handler.decode_message,
-                result_metadata=prepared.result_metadata if prepared else [],
-            )
-        except Exception:
-            pool.return_connection(connection)
-            return False
-        response_future._connection = connection
-        return True
-
-    def answered(self, response: Any) -> None:
-        """Take the server's answer (or the connection's failure) on the driver's thread."""
-        feed = self.feed
-        try:
-            self.pool.return_connection(self.connection)
-            if feed._asked is self:
-                feed._asked = None
-                feed._direct_answer(self.response_future, response)
-        except Exception as exc:
-            # The connection logs and drops what its callbacks raise: the stream would
-            # wait for this page forever.
-            feed._error_arrived(exc)
-
-
 class _Collector:
-    """Gathers the pages of one request on the driver's thread, then wakes the loop once."""
+    """Gathers the pages of one read on the driver's thread, then wakes the loop once."""
 
-    __slots__ = ("all_pages", "future", "pages", "response_future")
+    __slots__ = ("all_pages", "future", "pages", "read")
 
-    def __init__(self, future: asyncio.Future[Page], response_future: Any, all_pages: bool) -> None:
+    def __init__(self, future: asyncio.Future[Page], read: Read, all_pages: bool) -> None:
         self.future = future
-        self.response_future: Any = response_future
+        self.read: Read | None = read
         self.all_pages = all_pages
         self.pages: list[Sequence[Any]] = []
 
-    def on_rows(self, rows: Sequence[Any] | None) -> None:
-        response_future = self.response_future
-        if response_future is None:
+    def on_page(self, page: Page) -> None:
+        read = self.read
+        if read is None:
             return
         try:
-            _release_timer(response_future)
-            if rows:
-                self.pages.append(rows)
-            if self.all_pages and response_future.has_more_pages:
-                if self.response_future is not None:
-                    start_next_page(response_future)
+            if page.rows:
+                self.pages.append(page.rows)
+            if self.all_pages and page.has_more:
+                if self.read is not None:
+                    read.next_page()
                 return
-            page = Page(join_pages(self.pages) if self.pages else [], response_future)
-            self.response_future = None
-            resolve(self.future, page)
+            self.abandon()
+            resolve(self.future, page.with_rows(join_pages(self.pages) if self.pages else []))
         except Exception as exc:
-            self.response_future = None
-            reject(self.future, exc)
+            self.fail(exc)
 
     def on_error(self, exc: BaseException) -> None:
-        response_future, self.response_future = self.response_future, None
-        if response_future is not None:
-            _release_timer(response_future)
-        reject(self.future, exc)
+        self.fail(exc)
 
     def abandon(self) -> None:
-        response_future, self.response_future = self.response_future, None
-        if response_future is not None:
-            response_future.clear_callbacks()
+        """Stop listening: the read's future keeps no callback of ours."""
+        read, self.read = self.read, None
+        if read is not None:
+            read.cancel()
 
     def fail(self, exc: BaseException) -> None:
-        """Give up on the request from any thread: the awaiting task gets ``exc``."""
+        """Give up on the read from any thread: the awaiting task gets ``exc``."""
         self.abandon()
         reject(self.future, exc)
 
@@ -424,18 +288,18 @@ class InFlight:
             collector.fail(exc)
 
 
-async def fetch(response_future: Any, *, all_pages: bool, in_flight: InFlight) -> Page:
-    """Await a request's first page, or every page, without blocking the loop.
+async def fetch(read: Read, *, all_pages: bool, in_flight: InFlight) -> Page:
+    """Await a read's first page, or every page, without blocking the loop.
 
     Later pages are requested from the driver's thread as soon as the previous one
     arrives. If the awaiting task is cancelled, no further page is requested and the
-    future's callbacks are cleared.
+    read is cancelled.
     """
     future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
-    collector = _Collector(future, response_future, all_pages)
+    collector = _Collector(future, read, all_pages)
     collectors = in_flight._collectors
     collectors.add(collector)
-    response_future.add_callbacks(collector.on_rows, collector.on_error)
+    read.listen(collector.on_page, collector.on_error)
     try:
         return await future
     except asyncio.CancelledError:
@@ -446,32 +310,29 @@ async def fetch(response_future: Any, *, all_pages: bool, in_flight: InFlight) -
 
 
 class PageFeed:
-    """Hands each page of a request to the loop, one request at a time, for a stream.
+    """Hands each page of a read to the loop, for a stream.
 
     The feed holds its receiver weakly, so the driver's future never keeps a stream
     alive: a dropped stream is collected by reference counting alone.
 
     Normally the loop asks for each next page (:meth:`request_next`). A reader that takes
-    every page as it comes may let the driver's thread run ahead (:meth:`run_ahead`).
+    every page as it comes may let the read run ahead (:meth:`run_ahead`); the pages it
+    asks for itself are then held for a moment and handed over a few at a time.
     """
 
     __slots__ = (
         "__weakref__",
-        "_ahead",
-        "_asked",
-        "_direct",
         "_flushed_at",
         "_held",
         "_loop",
         "_on_error",
         "_on_page",
-        "_watchdog",
-        "response_future",
+        "read",
     )
 
     def __init__(
         self,
-        response_future: Any,
+        read: Read,
         loop: asyncio.AbstractEventLoop,
         on_page: Callable[[Page], object],
         on_error: Callable[[BaseException], object],
@@ -479,138 +340,35 @@ class PageFeed:
         self._loop = loop
         self._on_page = weakref.WeakMethod(on_page)
         self._on_error = weakref.WeakMethod(on_error)
-        self.response_future: Any = response_future
-        self._ahead = False
+        self.read: Read | None = read
         #: Pages run ahead of the loop, not handed over yet; only the driver's thread
         #: touches them.
         self._held: list[Page] = []
         self._flushed_at = 0.0
-        #: Later pages are asked for below the driver's future (see _DirectAsk).
-        self._direct = False
-        #: The next-page request sent that way and not yet answered.
-        self._asked: _DirectAsk | None = None
-        #: The timer that times that request out.
-        self._watchdog: Any = None
-        response_future.add_callbacks(self._rows_arrived, self._error_arrived)
+        read.listen(self._page_arrived, self._error_arrived)
 
     def run_ahead(self) -> None:
-        """From the next page that arrives on, ask for the page after it right away, on the
-        driver's thread, and hand pages over a few at a time (call on the loop's thread).
+        """From the next page that arrives on, have the read ask for the page after it
+        right away, on the driver's thread, and hand pages over a few at a time (call on
+        the loop's thread).
 
         Waking the loop for every page, and the loop then sending the next request, cost
         about a sixth of the CPU of reading an all-numeric table into a frame. Pages are
         then fetched back to back with no bound on how many wait in the stream: only for a
-        reader that keeps every page anyway, as it arrives. A page that arrives already
-        asked for says so (``Page.next_requested``). Where the request allows it
-        (:func:`direct_asks_allowed`), the later pages are asked for straight on a
-        connection (:class:`_DirectAsk`).
+        reader that keeps every page anyway, as it arrives.
         """
         self._flushed_at = time.monotonic()
-        response_future = self.response_future
-        self._direct = response_future is not None and direct_asks_allowed(response_future)
-        self._ahead = True
+        read = self.read
+        if read is not None:
+            read.run_ahead()
 
-    def _rows_arrived(self, rows: Sequence[Any] | None) -> None:
-        response_future = self.response_future
-        if response_future is None:
+    def _page_arrived(self, page: Page) -> None:
+        if self.read is None:
             return
-        try:
-            _release_timer(response_future)
-            page = Page(rows if rows is not None else [], response_future)
-        except Exception as exc:
-            self._error_arrived(exc)
-            return
-        if self._ahead and page.has_more:
-            page.next_requested = self._ask_next(response_future)
         self._held.append(page)
         if page.next_requested and time.monotonic() - self._flushed_at < _HELD_SECONDS:
             return
         self._hand_over()
-
-    def _ask_next(self, response_future: Any) -> bool:
-        """Ask for the page after the one that arrived; False if the request failed (the
-        loop then asks for it itself, and meets the error there)."""
-        if self._direct:
-            # Noted before it is sent: a connection that fails calls back at once.
-            asked = self._asked = _DirectAsk(self, response_future)
-            try:
-                sent = asked.send()
-            except Exception:
-                sent = False
-            if sent:
-                self._watch(response_future)
-                return True
-            self._asked = None
-        try:
-            start_next_page(response_future)
-        except Exception:
-            return False
-        return True
-
-    def _direct_answer(self, response_future: Any, response: Any) -> None:
-        """Take the answer to a direct next-page request (on the driver's thread)."""
-        if self.response_future is not response_future:
-            return
-        if isinstance(response, ResultMessage) and response.kind == RESULT_KIND_ROWS:
-            # What the driver's future notes of a page (Page reads it there).
-            response_future._paging_state = response.paging_state
-            response_future._col_names = response.column_names
-            response_future._col_types = response.column_types
-            response_future._warnings = response.warnings
-            response_future.coordinator_host = response_future._current_host
-            try:
-                rows = response_future.row_factory(response.column_names, response.parsed_rows)
-            except Exception as exc:
-                self._error_arrived(exc)
-                return
-            self._rows_arrived(rows)
-            return
-        # An error, a lost connection: the same page, asked for the driver's way.
-        try:
-            start_next_page(response_future)
-        except Exception as exc:
-            self._error_arrived(exc)
-
-    def _watch(self, response_future: Any) -> None:
-        """Have a timer time out a direct request not answered within the request timeout.
-
-        One timer serves the pages of a timeout's length (when it fires with a younger
-        request pending, it is moved on), not one timer per page.
-        """
-        timeout = response_future.timeout
-        if timeout is None or self._watchdog is not None:
-            return
-        self._set_watchdog(response_future, timeout)
-
-    def _set_watchdog(self, response_future: Any, seconds: float) -> None:
-        connection_class = response_future.session.cluster.connection_class
-        self._watchdog = connection_class.create_timer(seconds, self._deadline)
-
-    def _deadline(self) -> None:
-        # The reactor calls a timer whose callback raises again and again: never raise.
-        try:
-            self._time_out_if_late()
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                self._error_arrived(exc)
-
-    def _time_out_if_late(self) -> None:
-        self._watchdog = None
-        asked = self._asked
-        response_future = self.response_future
-        if asked is None or response_future is None:
-            return
-        timeout = response_future.timeout
-        left = asked.sent_at + timeout - time.monotonic()
-        if left > 0:
-            self._set_watchdog(response_future, left)
-            return
-        # An answer that still comes is ignored; the connection is given back then.
-        self._asked = None
-        host = response_future._current_host
-        self._error_arrived(
-            OperationTimedOut(errors={host: "Client request timeout"}, last_host=host)
-        )
 
     def _hand_over(self, error: BaseException | None = None) -> None:
         """Post the held pages, then ``error`` if any, to the loop (on the driver's thread)."""
@@ -631,48 +389,28 @@ class PageFeed:
             post(self._loop, on_error, error)
 
     def _error_arrived(self, exc: BaseException) -> None:
-        response_future = self.response_future
-        if response_future is not None:
-            _release_timer(response_future)
         # The pages held before the failure first: the loop resumes after the last of them.
         self._hand_over(exc)
 
     def request_next(self) -> None:
         """Ask for the next page (call on the loop's thread; it does not block)."""
-        response_future = self.response_future
-        if response_future is not None:
-            start_next_page(response_future)
+        read = self.read
+        if read is not None:
+            read.next_page()
 
     def detach(self) -> None:
-        """Stop listening: clear the driver future's callbacks and forget it."""
+        """Stop listening: cancel the read and forget it."""
         self._held = []
-        self._asked = None
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.cancel()
-        response_future, self.response_future = self.response_future, None
-        if response_future is not None:
-            response_future.clear_callbacks()
+        read, self.read = self.read, None
+        if read is not None:
+            read.cancel()
 
     def resume(self) -> bool:
-        """Send the request again from the last page received, on a fresh query plan.
+        """Send the failed request again from the last page received (see Read.resume).
 
-        Call on the loop's thread, after a failure of the current request; the rows
-        already handed over are not asked for again. Return False when detached.
+        Call on the loop's thread. Return False when detached.
         """
-        failed = self.response_future
-        if failed is None:
+        read = self.read
+        if read is None:
             return False
-        failed.clear_callbacks()
-        self._asked = None
-        # The failed request carried the paging state of the last page that arrived (the
-        # statement's own, or None, for a first page); a request that was itself resumed
-        # has no page of its own yet, so its message is the one place that knows it. The
-        # server goes on right after that page, whichever node coordinates.
-        paging_state = getattr(failed.message, "paging_state", None)
-        response_future = failed.session.execute_async(
-            failed.query, paging_state=paging_state, timeout=failed.timeout
-        )
-        self.response_future = response_future
-        response_future.add_callbacks(self._rows_arrived, self._error_arrived)
-        return True
+        return read.resume()

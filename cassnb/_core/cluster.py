@@ -26,7 +26,7 @@ from cassnb._core.bridge import run_blocking, run_shutdown, start_daemon
 from cassnb._core.errors import ConfigurationError, ConnectionError, raised_by_us, translate
 from cassnb._core.results import row_factory
 from cassnb._core.session import SHUTDOWN_WAIT, AsyncSession
-from cassnb._driver.fast.connection import connection_class
+from cassnb._driver import FastPath, connection_class, gate
 
 __all__ = ["AsyncCluster"]
 
@@ -107,9 +107,13 @@ class AsyncCluster:
     arguments go to the driver's ``Cluster`` (``ssl_context``, ``connect_timeout``,
     ``auth_provider``, ...). The default execution profile routes token-aware within the
     local datacenter (``local_dc``, or the contact points' one) and returns ``Row``
-    objects; a lost node is retried every 2 seconds at most. Connections are the driver's
-    own, reading responses in large chunks with cassnb's segment reader, unless
-    ``connection_class`` is given.
+    objects; a lost node is retried every 2 seconds at most.
+
+    ``fast_path`` (default on) lets cassnb go below the driver's public API where that is
+    cheaper: pages parsed column by column, later pages asked for on the connection,
+    responses read in large chunks (unless ``connection_class`` is given). It is on only
+    for the driver versions it is tested with, and off when ``CASSNB_FAST_PATH=0``;
+    :attr:`fast_path` tells, :attr:`fast_path_status` says why not.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class AsyncCluster:
         *,
         protocol_version: int | None = None,
         local_dc: str | None = None,
+        fast_path: bool = True,
         **driver_kwargs: Any,
     ) -> None:
         if protocol_version is not None:
@@ -132,6 +137,8 @@ class AsyncCluster:
                     f"CQL protocol v{MIN_PROTOCOL_VERSION} or higher; leave protocol_version "
                     "unset to negotiate it, and upgrade servers older than Cassandra 4.0"
                 )
+        if not isinstance(fast_path, bool):
+            raise ConfigurationError(f"fast_path must be True or False, not {fast_path!r}")
         unknown = sorted(set(driver_kwargs) - _DRIVER_OPTIONS)
         if unknown:
             raise ConfigurationError(f"unknown option(s) for the cluster: {', '.join(unknown)}")
@@ -142,6 +149,7 @@ class AsyncCluster:
         self._protocol_version = protocol_version
         self._local_dc = local_dc
         self._driver_kwargs = driver_kwargs
+        self._fast_path = gate.fast_path(fast_path)
         self._cluster: Any = None
         self._closed = False
         self._lock = threading.Lock()
@@ -182,6 +190,16 @@ class AsyncCluster:
         return self._protocol_version
 
     @property
+    def fast_path(self) -> bool:
+        """Whether this cluster's sessions go below the driver's public API where it pays."""
+        return self._fast_path.enabled
+
+    @property
+    def fast_path_status(self) -> FastPath:
+        """Whether the fast path is on, and why not when it is off (``str()`` says it)."""
+        return self._fast_path
+
+    @property
     def is_closed(self) -> bool:
         """Whether ``shutdown()`` was called."""
         return self._closed
@@ -216,8 +234,10 @@ class AsyncCluster:
                 _RECONNECT_BASE_DELAY, _RECONNECT_MAX_DELAY, max_attempts=None
             ),
         )
-        # Result pages reach the session in large reads, checked in place (see _connection).
-        kwargs.setdefault("connection_class", connection_class())
+        # Result pages reach the session in large reads, checked in place.
+        segment_reading = connection_class(self._fast_path.enabled)
+        if segment_reading is not None:
+            kwargs.setdefault("connection_class", segment_reading)
         if self._contact_points is not None:
             kwargs["contact_points"] = self._contact_points
         if self._protocol_version is not None:
@@ -291,7 +311,7 @@ class AsyncCluster:
         )
         # Made here rather than on the worker thread: the driver keeps some exceptions
         # whose tracebacks hold that thread's frames, which would keep the session alive.
-        session = AsyncSession(driver_session, cluster=self)
+        session = AsyncSession(driver_session, cluster=self, fast_path=self._fast_path.enabled)
         with self._lock:
             if not self._closed:
                 self._sessions.add(session)

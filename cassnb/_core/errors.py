@@ -36,6 +36,8 @@ from cassandra import connection as _driver_connection
 from cassandra import pool as _driver_pool
 from cassandra import protocol as _driver_protocol
 
+from cassnb._driver import PageDecodeError
+
 __all__ = [
     "AuthenticationError",
     "CassandraError",
@@ -97,6 +99,8 @@ _DRIVER_TO_CASSNB: Mapping[type[BaseException], type[CassandraError]] = {
     socket.gaierror: ConnectionError,
     OSError: ConnectionError,
     cassandra.DriverException: CassandraError,
+    # A result page whose bytes the fast path's reader cannot decode.
+    PageDecodeError: CassandraError,
 }
 
 _SERVER_SIDE = (AuthenticationError, QueryError)

@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
+from uuid import UUID
 
 from cassandra import ConsistencyLevel
 from cassandra.query import (
@@ -18,6 +19,7 @@ from cassandra.query import (
     BatchType,
     BoundStatement,
     PreparedStatement,
+    QueryTrace,
     SimpleStatement,
     Statement,
 )
@@ -35,6 +37,7 @@ from cassnb._core.errors import (
 )
 from cassnb._core.results import AsyncResultSet
 from cassnb._core.stream import MAX_FETCH_SIZE, AsyncStreamingResultSet, StreamConfig
+from cassnb._driver import Page, start_read
 
 if TYPE_CHECKING:
     from cassnb._core.cluster import AsyncCluster
@@ -67,12 +70,12 @@ def _consistency_level(consistency: Consistency) -> int | None:
     raise ConfigurationError(f"unknown consistency {consistency!r}")
 
 
-def _timeout_options(timeout: float | None) -> dict[str, float]:
+def _checked_timeout(timeout: float | None) -> float | None:
     if timeout is None:
-        return {}
+        return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return {"timeout": float(timeout)}
+    return float(timeout)
 
 
 def _has_parameters(parameters: Parameters) -> bool:
@@ -146,7 +149,7 @@ def _translated(exc: Exception) -> Exception:
     return translate(exc)
 
 
-def _result(page: Any) -> AsyncResultSet:
+def _result(page: Page) -> AsyncResultSet:
     return AsyncResultSet(
         page.rows,
         column_names=page.column_names,
@@ -164,9 +167,13 @@ class AsyncSession:
     ``ConnectionError``.
     """
 
-    def __init__(self, driver_session: Any, *, cluster: AsyncCluster | None = None) -> None:
+    def __init__(
+        self, driver_session: Any, *, cluster: AsyncCluster | None = None, fast_path: bool = False
+    ) -> None:
         self._session = driver_session
         self._cluster = cluster
+        #: Requests go through the driver layer's fast path (the cluster's choice).
+        self._fast = fast_path
         self._closed = False
         self._lock = threading.Lock()
         self._streams: weakref.WeakSet[AsyncStreamingResultSet] = weakref.WeakSet()
@@ -223,10 +230,10 @@ class AsyncSession:
         """
         self._check_open()
         statement = _statement(query, parameters, consistency=consistency)
-        options = _timeout_options(timeout)
+        seconds = _checked_timeout(timeout)
         try:
-            response_future = self._session.execute_async(statement, **options)
-            page = await fetch(response_future, all_pages=True, in_flight=self._in_flight)
+            read = start_read(self._session, statement, fast=self._fast, timeout=seconds)
+            page = await fetch(read, all_pages=True, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
         return _result(page)
@@ -256,12 +263,16 @@ class AsyncSession:
                 f"fetch_size must be a positive int up to {MAX_FETCH_SIZE}, not {fetch_size!r}"
             )
         statement = _statement(query, parameters, consistency=consistency, fetch_size=fetch_size)
-        options = _timeout_options(timeout)
+        seconds = _checked_timeout(timeout)
         try:
-            response_future = self._session.execute_async(
-                statement, paging_state=paging_state, **options
+            read = start_read(
+                self._session,
+                statement,
+                fast=self._fast,
+                timeout=seconds,
+                paging_state=paging_state,
             )
-            page = await fetch(response_future, all_pages=False, in_flight=self._in_flight)
+            page = await fetch(read, all_pages=False, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
         return _result(page)
@@ -274,13 +285,15 @@ class AsyncSession:
         stream_config: StreamConfig | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
         consistency: Consistency = None,
+        trace: bool = False,
     ) -> AsyncStreamingResultSet:
         """Start a query and return a stream of its rows, fetched page by page.
 
         The first page is requested at once; an error in it is raised when iteration
         starts. Pages hold ``stream_config.fetch_size`` rows unless the statement sets its
         own. ``timeout`` bounds each page's request; ``stream_config.timeout_seconds``
-        the whole stream.
+        the whole stream. With ``trace``, the server traces each page's request:
+        ``stream.trace_id`` and ``await stream.get_all_query_traces()``.
         """
         self._check_open()
         config = stream_config if stream_config is not None else StreamConfig()
@@ -295,15 +308,15 @@ class AsyncSession:
             fetch_size=config.fetch_size,
             own_fetch_size_wins=True,
         )
-        options = _timeout_options(timeout)
+        seconds = _checked_timeout(timeout)
         try:
             # Pages stay raw until read, so that frames can decode them column by column.
-            from cassnb._frames.columnar import start_request
-
-            response_future = start_request(self._session, statement, **options)
+            read = start_read(
+                self._session, statement, fast=self._fast, raw=True, timeout=seconds, trace=trace
+            )
         except Exception as exc:
             raise _translated(exc) from exc
-        stream = AsyncStreamingResultSet(response_future, config=config, session=self)
+        stream = AsyncStreamingResultSet(read, config=config, session=self)
         with self._lock:
             self._streams.add(stream)
         return stream
@@ -317,6 +330,30 @@ class AsyncSession:
             return await run_blocking(self._prepare_blocking, cql)
         except Exception as exc:
             raise _translated(exc) from exc
+
+    async def query_traces(
+        self, trace_ids: Iterable[UUID], *, max_wait_per: float = 2.0
+    ) -> list[QueryTrace]:
+        """Fetch the traces with these ids from the cluster's trace tables, in order.
+
+        The server writes a trace after it answers: each is waited for at most
+        ``max_wait_per`` seconds, then ``cassandra.query.TraceUnavailable`` is raised.
+        """
+        self._check_open()
+        ids = list(trace_ids)
+        try:
+            return await run_blocking(self._query_traces_blocking, ids, max_wait_per)
+        except Exception as exc:
+            raise _translated(exc) from exc
+
+    def _query_traces_blocking(self, trace_ids: list[UUID], max_wait: float) -> list[QueryTrace]:
+        traces = []
+        for trace_id in trace_ids:
+            trace = QueryTrace(trace_id, self._session)
+            # As the driver polls for a future's traces.
+            trace.populate(max_wait=max_wait, query_cl=ConsistencyLevel.LOCAL_ONE)
+            traces.append(trace)
+        return traces
 
     def _prepare_blocking(self, cql: str) -> PreparedStatement:
         with raised_by_us():

@@ -19,18 +19,24 @@ from typing import TYPE_CHECKING, Any, cast
 import cassandra
 
 from cassnb._core import registry
-from cassnb._core.bridge import Page, PageFeed, post, run_blocking
+from cassnb._core.bridge import PageFeed, post, run_blocking
 from cassnb._core.errors import ConfigurationError, ConnectionError, QueryTimeout, translate
 from cassnb._core.results import Row, Rows
+from cassnb._driver import Page, PageDecodeError, Read
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     import pandas as pd
+    from cassandra.query import QueryTrace
 
-__all__ = ["AsyncStreamingResultSet", "StreamConfig"]
+    from cassnb._core.session import AsyncSession
 
-# Frames from these directories are cassnb's own or asyncio's, not the user's.
+__all__ = ["AsyncStreamingResultSet", "StreamConfig", "run_ahead"]
+
+# Frames from these directories are cassnb's own (every layer's) or asyncio's, not the user's.
 _NOT_USER_CODE = (
-    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
     os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
 )
 _END: Any = object()
@@ -129,7 +135,9 @@ class _State:
         "prefetch",
         "requesting",
         "resumes_left",
+        "trace_ids",
         "waiter",
+        "warnings",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: StreamConfig) -> None:
@@ -147,9 +155,11 @@ class _State:
         self.column_types: list[Any] | None = None
         self.feed: PageFeed | None = None
         self.resumes_left = _RESUMES_PER_PAGE
+        self.warnings: list[str] = []
+        self.trace_ids: list[UUID] = []
 
-    def attach(self, response_future: Any) -> None:
-        self.feed = PageFeed(response_future, self.loop, self.on_page, self.on_error)
+    def attach(self, read: Read) -> None:
+        self.feed = PageFeed(read, self.loop, self.on_page, self.on_error)
 
     def on_page(self, page: Page) -> None:
         if self.closed_because is not None:
@@ -160,6 +170,12 @@ class _State:
         if self.column_names is None:
             self.column_names = list(page.column_names or [])
             self.column_types = list(page.column_types or [])
+        for warning in page.warnings or ():
+            # Every page of a read may repeat a warning: it is kept once.
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        if page.trace_id is not None:
+            self.trace_ids.append(page.trace_id)
         # The server may answer with an empty page (typically the last one); consumers
         # never see those, and they do not count as pages.
         if page.rows:
@@ -255,10 +271,10 @@ class AsyncStreamingResultSet:
 
     def __init__(
         self,
-        response_future: Any,
+        read: Read,
         *,
         config: StreamConfig,
-        session: object = None,
+        session: AsyncSession | None = None,
         origin: str | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -273,7 +289,7 @@ class AsyncStreamingResultSet:
             None if config.timeout_seconds is None else loop.time() + config.timeout_seconds
         )
         self._state = _State(loop, config)
-        self._state.attach(response_future)
+        self._state.attach(read)
         registry.track_stream(self)
 
     @property
@@ -295,6 +311,30 @@ class AsyncStreamingResultSet:
     def column_types(self) -> list[Any] | None:
         """The driver's CQL type classes of the columns, known once the first page arrived."""
         return self._state.column_types
+
+    @property
+    def warnings(self) -> list[str]:
+        """The server's warnings about the pages received so far, each once, in order."""
+        return list(self._state.warnings)
+
+    @property
+    def trace_id(self) -> UUID | None:
+        """The trace of the first request, for a stream opened with ``trace=True``."""
+        trace_ids = self._state.trace_ids
+        return trace_ids[0] if trace_ids else None
+
+    @property
+    def trace_ids(self) -> list[UUID]:
+        """The trace of every page's request so far (each page is a traced request)."""
+        return list(self._state.trace_ids)
+
+    async def get_all_query_traces(self, max_wait_per: float = 2.0) -> list[QueryTrace]:
+        """Fetch the traces of :attr:`trace_ids` from the cluster, waiting at most
+        ``max_wait_per`` seconds for each (the server writes a trace after answering)."""
+        session = self._session
+        if session is None or not self._state.trace_ids:
+            return []
+        return await session.query_traces(self.trace_ids, max_wait_per=max_wait_per)
 
     @property
     def is_closed(self) -> bool:
@@ -320,15 +360,19 @@ class AsyncStreamingResultSet:
 
     async def _decoded(self, page: Sequence[Row]) -> Sequence[Row]:
         """Return the page's rows, decoding a page still in wire form off the loop."""
-        if isinstance(page, (list, Rows)) or len(page) < _DECODE_ON_LOOP_BELOW:
+        if isinstance(page, (list, Rows)):
             return page
         # A page kept as the server sent it decodes when first read; a big one would hold
         # the loop for as long, so it is decoded on a worker thread.
         try:
+            if len(page) < _DECODE_ON_LOOP_BELOW:
+                return list(page)
             return await run_blocking(list, page)
         except asyncio.CancelledError:
             self._close_now("cancelled")
             raise
+        except PageDecodeError as exc:
+            raise translate(exc) from exc
 
     def pages(self) -> AsyncIterator[Sequence[Row]]:
         """Iterate over the pages themselves, each a sequence of rows.
@@ -337,12 +381,6 @@ class AsyncStreamingResultSet:
         frames layer decodes those column by column instead).
         """
         return _Pages(self)
-
-    def _run_ahead(self) -> None:
-        """The reader keeps every page, as it comes: from now on the driver's thread asks
-        for each next page as soon as the previous one arrives (for the frames layer; no
-        bound then holds on how many pages wait here)."""
-        self._state.run_ahead()
 
     async def _next_page(self) -> Sequence[Row] | None:
         state = self._state
@@ -505,3 +543,12 @@ class _Pages:
         if page is None:
             raise StopAsyncIteration
         return page
+
+
+def run_ahead(stream: AsyncStreamingResultSet) -> None:
+    """Let ``stream``'s read ask for each next page as soon as the previous one arrives.
+
+    For a reader in the layers above that keeps every page, as it comes (the frames
+    layer's whole reads): no bound then holds on how many pages wait in the stream.
+    """
+    stream._state.run_ahead()

@@ -1,38 +1,31 @@
-"""Result pages kept as the server sent them, and decoded into columns in C.
+"""Result pages still in wire form, decoded into columns in C.
 
-A stream's requests go through :class:`ColumnarProtocolHandler`: the driver parses each
-ROWS response's metadata as usual but leaves the rows as bytes, in a :class:`RawPage`.
-Whoever iterates a RawPage gets the rows the driver would have made (its own decoder runs
-then, once), so ``async for row in stream`` is unchanged. The frames path instead hands
-the page to :class:`NativeDecoder`, which writes each column straight into numpy or Arrow
-buffers with the compiled ``cassnb._frames._native.columnar`` and builds the type table's arrays
-from them; a type it has no buffer layout for is decoded by the driver's deserializers,
-one column at a time, and built by the type table's own code.
+On the fast path a stream's pages arrive as :class:`~cassnb._driver.WirePage`: the rows
+still bytes. The frames path hands such a page to :class:`NativeDecoder`, which writes
+each column straight into numpy or Arrow buffers with the compiled
+``cassnb._frames._native.columnar`` and builds the type table's arrays from them; a type
+it has no buffer layout for is decoded by the driver's deserializers, one column at a
+time, and built by the type table's own code. Pages of rows (the driver's public API
+only, or a read whose rows someone iterated) go to the pure-Python decoder.
 
 Without the compiled module (no C compiler at install time, or ``CASSNB_NO_NATIVE=1``)
-streams use the driver's ordinary handler and frames the pure-Python decoder; one line on
-the ``cassnb`` logger says so. Requests other than streams never use this module.
+frames use the pure-Python decoder, which reads raw pages row by row; one line on the
+``cassnb`` logger says so.
 
-This module imports neither numpy nor pandas until a page is decoded into columns, so the
-core can start requests through it.
+This module imports neither numpy nor pandas until a page is decoded into columns.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import struct
-import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias, cast, overload
-
-from cassandra.cluster import _NOT_SET, EXEC_PROFILE_DEFAULT, ResponseFuture, Session
-from cassandra.protocol import RESULT_KIND_ROWS, ProtocolHandler, ResultMessage
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from cassnb._core.errors import CassandraError
+from cassnb._driver import Arrivals, WirePage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,14 +33,12 @@ if TYPE_CHECKING:
     from cassnb._frames.types import Column, ColumnCodec, FrameSchema, PageDecoder
 
 __all__ = [
-    "ColumnarProtocolHandler",
     "NativeDecoder",
-    "RawPage",
+    "built",
     "decode_page",
     "join_adjacent",
     "native_available",
     "page_decoder",
-    "start_request",
 ]
 
 log = logging.getLogger("cassnb")
@@ -87,315 +78,17 @@ def native_available() -> bool:
     return _native is not None
 
 
-# --- raw pages ---------------------------------------------------------------------------
-
-#: The driver's own RESULT message class (its Cython one when compiled).
-_DriverResult: Final[type[Any]] = ProtocolHandler.message_types_by_opcode[ResultMessage.opcode]
-_ROW_COUNT: Final = struct.Struct(">i")
+# --- a read's decoding state ---------------------------------------------------------
 
 
-def _driver_rows(
-    body: bytes | bytearray,
-    start: int,
-    protocol_version: int,
-    user_type_map: Any,
-    result_metadata: Any,
-) -> list[Any]:
-    """Decode rows with the driver's own code, from a ROWS body whose metadata is at start."""
-    message = _DriverResult(RESULT_KIND_ROWS)
-    stream = io.BytesIO(body)
-    stream.seek(start)
-    message.recv_results_rows(stream, protocol_version, user_type_map, result_metadata, None)
-    rows = message.parsed_rows
-    if rows is None:
-        # Its compiled parser reports some failures by leaving no rows at all.
-        raise CassandraError("the driver could not decode a result page")
-    return list(rows)
+class _ReadState:
+    """What the decoder keeps for one read's pages (in its :class:`Arrivals`' consumer slot)."""
 
+    __slots__ = ("ahead", "block", "joined", "runs", "slabs")
 
-class RawPage(Sequence[Any]):
-    """One ROWS page whose rows are still bytes: a sequence of rows, decoded when read.
-
-    The frames path decodes it column by column instead (:class:`NativeDecoder`).
-    """
-
-    __slots__ = (
-        "_body",
-        "_count",
-        "_meta_start",
-        "_result_metadata",
-        "_rows",
-        "_rows_start",
-        "_user_type_map",
-        "column_metadata",
-        "decoded",
-        "protocol_version",
-        "raw_pending",
-        "source",
-    )
-
-    def __init__(
-        self,
-        body: bytes,
-        meta_start: int,
-        rows_start: int,
-        column_metadata: list[tuple[Any, ...]],
-        protocol_version: int,
-        user_type_map: Any,
-        result_metadata: Any,
-        count: int | None = None,
-    ) -> None:
-        self._body = body
-        self._meta_start = meta_start
-        self._rows_start = rows_start
-        self.column_metadata = column_metadata
-        self.protocol_version = protocol_version
-        self._user_type_map = user_type_map
-        self._result_metadata = result_metadata
-        if count is None:
-            if len(body) - rows_start < 4:
-                raise CassandraError("truncated result page: no row count")
-            count = _ROW_COUNT.unpack_from(body, rows_start)[0]
-            if count < 0:
-                raise CassandraError(f"malformed result page: {count} rows")
-        self._count: int = count
-        self.source: _KeepRaw | None = None
-        self._rows: list[Any] | None = None
-        #: Its columns, or why they could not be decoded, when decoded as it arrived.
-        self.decoded: tuple[FrameSchema, list[Column] | Exception] | None = None
-        #: Counted in its source's ``raw_pending`` until decoded.
-        self.raw_pending = False
-
-    @property
-    def body(self) -> bytes:
-        """The RESULT body the page was read from."""
-        return self._body
-
-    @property
-    def rows_start(self) -> int:
-        """Where the row count starts in the body."""
-        return self._rows_start
-
-    @property
-    def column_names(self) -> list[str]:
-        """The page's column names."""
-        return [column[2] for column in self.column_metadata]
-
-    @property
-    def column_types(self) -> list[Any]:
-        """The driver's CQL type classes of the page's columns."""
-        return [column[3] for column in self.column_metadata]
-
-    def __len__(self) -> int:
-        return self._count
-
-    def _materialize(self) -> list[Any]:
-        rows = self._rows
-        if rows is None:
-            source = self.source
-            if source is not None:
-                # Someone reads this request's rows: decode its next pages as they arrive,
-                # on the driver's thread, as the driver itself does.
-                source.rows_wanted = True
-            try:
-                rows = _driver_rows(
-                    self._body,
-                    self._meta_start,
-                    self.protocol_version,
-                    self._user_type_map,
-                    self._result_metadata,
-                )
-            except CassandraError:
-                raise
-            except Exception as exc:
-                raise CassandraError(f"could not decode a result page: {exc}") from exc
-            del rows[self._count :]
-            if source is not None:
-                rows = source.row_factory(self.column_names, rows)
-            self._rows = rows
-        return rows
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice) and self._rows is None:
-            start, stop, step = index.indices(self._count)
-            if start == 0 and step == 1:
-                # A prefix stays raw, so a truncated last page is still decoded in columns.
-                return self._prefix(max(stop, 0))
-        return self._materialize()[index]
-
-    def _prefix(self, count: int) -> RawPage:
-        page = RawPage(
-            self._body,
-            self._meta_start,
-            self._rows_start,
-            self.column_metadata,
-            self.protocol_version,
-            self._user_type_map,
-            self._result_metadata,
-            count,
-        )
-        page.source = self.source
-        # The prefix is decoded instead of this page.
-        page.raw_pending, self.raw_pending = self.raw_pending, False
-        return page
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._materialize())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RawPage | list):
-            return self._materialize() == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<RawPage {self._count} rows, {len(self.column_metadata)} columns>"
-
-
-class _RawRowsResult(_DriverResult):  # type: ignore[misc]
-    """A RESULT message whose ROWS are left as a RawPage."""
-
-    def recv_results_rows(
-        self,
-        f: io.BytesIO,
-        protocol_version: int,
-        user_type_map: Any,
-        result_metadata: Any,
-        column_encryption_policy: Any,
-    ) -> None:
-        meta_start = f.tell()
-        _read_metadata(self, f, user_type_map)
-        column_metadata = self.column_metadata or result_metadata or []
-        self.column_names = [column[2] for column in column_metadata]
-        self.column_types = [column[3] for column in column_metadata]
-        self.parsed_rows = RawPage(
-            f.getvalue(),
-            meta_start,
-            f.tell(),
-            list(column_metadata),
-            protocol_version,
-            user_type_map,
-            result_metadata,
-        )
-
-
-_SPECS_FLAGS: Final = ResultMessage._FLAGS_GLOBAL_TABLES_SPEC | ResultMessage._HAS_MORE_PAGES_FLAG
-_FLAGS_AND_COUNT: Final = struct.Struct(">ii")
-
-
-class _Specs:
-    """The column specs of the last ROWS result read, as bytes and as the driver parsed them.
-
-    Every page of a query repeats them, and the driver parses them in Python each time
-    (tens of microseconds a page, more with parameterized types). A page whose specs are
-    the same bytes, read with the same user types, takes the parsed ones.
-    """
-
-    __slots__ = ("columns", "header", "raw", "user_type_map")
-
-    def __init__(
-        self, header: tuple[int, int], raw: bytes, columns: list[Any], user_type_map: Any
-    ) -> None:
-        self.header = header
-        self.raw = raw
-        self.columns = columns
-        self.user_type_map = user_type_map
-
-
-_last_specs: _Specs | None = None
-
-
-def _read_metadata(message: Any, f: io.BytesIO, user_type_map: Any) -> None:
-    """Read a ROWS result's metadata into ``message``, as ``recv_results_metadata`` does."""
-    global _last_specs
-    start = f.tell()
-    # The message's body itself (getbuffer() would copy it).
-    value = f.getvalue()
-    try:
-        flags, count = _FLAGS_AND_COUNT.unpack_from(value, start)
-        at = start + _FLAGS_AND_COUNT.size
-        paging_state = None
-        if flags & ResultMessage._HAS_MORE_PAGES_FLAG:
-            (length,) = _ROW_COUNT.unpack_from(value, at)
-            paging_state = value[at + 4 : at + 4 + length]
-            at += 4 + length
-            if length < 0:
-                flags = -1
-    except struct.error:
-        flags = -1
-    if flags < 0 or flags & ~_SPECS_FLAGS or at > len(value):
-        # Too short or malformed (the driver's own reading says what is wrong), or no
-        # metadata, a metadata id, continuous paging: the driver's way, uncached.
-        message.recv_results_metadata(f, user_type_map)
-        return
-    header = (flags & ResultMessage._FLAGS_GLOBAL_TABLES_SPEC, count)
-    known = _last_specs
-    if (
-        known is not None
-        and known.header == header
-        and known.user_type_map is user_type_map
-        and value.startswith(known.raw, at)
-    ):
-        message.paging_state = paging_state
-        message.column_metadata = list(known.columns)
-        f.seek(at + len(known.raw))
-        return
-    message.recv_results_metadata(f, user_type_map)
-    columns = message.column_metadata
-    if all(_without_user_types(column[3]) for column in columns):
-        # A user type's class may be registered between two pages: never reused.
-        _last_specs = _Specs(header, value[at : f.tell()], list(columns), user_type_map)
-
-
-def _without_user_types(cqltype: Any) -> bool:
-    from cassandra.cqltypes import UserType
-
-    if isinstance(cqltype, type) and issubclass(cqltype, UserType):
-        return False
-    return all(_without_user_types(sub) for sub in getattr(cqltype, "subtypes", ()))
-
-
-class ColumnarProtocolHandler(ProtocolHandler):  # type: ignore[misc]
-    """The driver's protocol handler, with ROWS results left raw as RawPage objects."""
-
-    message_types_by_opcode: ClassVar[dict[int, type[Any]]] = {
-        **ProtocolHandler.message_types_by_opcode,
-        ResultMessage.opcode: _RawRowsResult,
-    }
-
-
-class _KeepRaw:
-    """A request's row factory: it passes RawPages through until someone reads rows.
-
-    From then on, each page is decoded into rows when it arrives, as without this module.
-    A read that joins every page into one frame may ask for its pages to be decoded into
-    columns as they arrive instead (:meth:`decode_ahead`).
-    """
-
-    __slots__ = (
-        "ahead",
-        "block",
-        "joined",
-        "lock",
-        "raw_pending",
-        "row_factory",
-        "rows_wanted",
-        "runs",
-        "slabs",
-    )
-
-    def __init__(self, row_factory: Callable[[list[str], list[Any]], Any]) -> None:
-        self.row_factory = row_factory
-        self.rows_wanted = False
-        #: Where the request's pages take their column buffers (values, then NULL masks),
-        #: by column position.
+    def __init__(self) -> None:
+        #: Where the read's pages take their column buffers (values, then NULL masks), by
+        #: column position.
         self.slabs: dict[int, tuple[_Slab, _Slab]] = {}
         #: Where a joined read's object columns gather their pages, by column position.
         self.runs: dict[int, _ObjectRun] = {}
@@ -403,61 +96,38 @@ class _KeepRaw:
         self.joined = False
         #: Where a joined read's fixed-width columns go (False: they cannot, go per page).
         self.block: _FixedBlock | bool | None = None
-        #: The schema to decode pages into on the driver's thread as they arrive.
+        #: The schema pages are decoded into on the driver's thread as they arrive.
         self.ahead: FrameSchema | None = None
-        #: Pages with rows handed over undecoded, which the loop has not decoded yet: a
-        #: page decoded ahead of them would take its buffers out of order.
-        self.raw_pending = 0
-        #: Held while a page takes buffers from the slabs, on whichever thread.
-        self.lock = threading.Lock()
 
-    def __call__(self, column_names: list[str], rows: Any) -> Any:
-        if not isinstance(rows, RawPage):
-            return self.row_factory(column_names, rows)
-        rows.source = self
-        if self.rows_wanted:
-            return rows._materialize()
-        if rows:
-            schema = self.ahead
-            # Only this thread adds to raw_pending: once it is 0, it stays 0 meanwhile.
-            if schema is None or self.raw_pending:
-                with self.lock:
-                    self.raw_pending += 1
-                    rows.raw_pending = True
-                return rows
-            try:
-                rows.decoded = (schema, decode_page(rows, schema))
-            except Exception as exc:  # raised where the page is read, on the loop
-                rows.decoded = (schema, exc)
-        return rows
-
-    def decode_ahead(self, schema: FrameSchema) -> None:
-        """Decode the next pages into ``schema``'s columns on the driver's thread.
-
-        The loop then only collects them: their bytes are decoded on the thread that
-        just received them, while they are still in its CPU's cache, and the loop wakes
-        to nothing but bookkeeping.
-        """
-        self.ahead = schema
+    def decode_arrived(self, page: WirePage) -> None:
+        """Decode a page as it arrives (on the driver's thread); never raise."""
+        schema = self.ahead
+        assert schema is not None
+        try:
+            page.decoded = (schema, decode_page(page, schema))
+        except Exception as exc:  # raised where the page is read, on the loop
+            page.decoded = (schema, exc)
 
 
-def start_request(session: Session, statement: Any, *, timeout: Any = _NOT_SET) -> ResponseFuture:
-    """Send ``statement`` like ``session.execute_async``, its ROWS pages arriving as RawPage.
+def _state_of(source: Arrivals) -> _ReadState:
+    state = source.consumer
+    if state is None:
+        state = source.consumer = _ReadState()
+    assert isinstance(state, _ReadState)
+    return state
 
-    Falls back to ``execute_async`` itself when pages are not decoded natively, or when
-    the session decodes results its own way (a column encryption policy).
+
+def _decode_ahead(source: Arrivals, schema: FrameSchema) -> None:
+    """Decode the read's next pages into ``schema``'s columns on the driver's thread.
+
+    The loop then only collects them: their bytes are decoded on the thread that just
+    received them, while they are still in its CPU's cache, and the loop wakes to nothing
+    but bookkeeping.
     """
-    if _native is None or session.client_protocol_handler is not ProtocolHandler:
-        return session.execute_async(statement, timeout=timeout)
-    # execute_async's own steps, with the handler and row factory set before sending.
-    future = session._create_response_future(
-        statement, None, False, {}, timeout, EXEC_PROFILE_DEFAULT, None, None
-    )
-    future._protocol_handler = ColumnarProtocolHandler
-    future.row_factory = _KeepRaw(future.row_factory)
-    session._on_request(future)
-    future.send_request()
-    return future
+    state = _state_of(source)
+    state.ahead = schema
+    if source.on_arrival is None:
+        source.on_arrival = state.decode_arrived
 
 
 # --- columns -----------------------------------------------------------------------------
@@ -476,7 +146,7 @@ class _Decoded:
         objects: list[Any] | None,
         codec: ColumnCodec,
         metadata: tuple[Any, ...],
-        page: RawPage | None,
+        page: WirePage | None,
     ) -> None:
         self.rows = rows
         self.nulls = nulls
@@ -1016,13 +686,11 @@ def _driver_values(d: _Decoded) -> Column:
     assert d.buffers is not None
     assert d.page is not None
     try:
-        rows = _driver_rows(
-            d.buffers[0], 0, d.page.protocol_version, d.page._user_type_map, [d.metadata]
-        )
+        values = d.page.decode_cells(d.buffers[0], d.metadata)
     except Exception as exc:
         # The driver's deserializers fail in many ways on bytes that are not their type.
         raise ValueError(f"column {d.metadata[2]!r}: {exc}") from exc
-    return d.codec.to_array([row[0] for row in rows])
+    return d.codec.to_array(values)
 
 
 _PLANS: tuple[dict[str, tuple[Any, _Plan]], dict[str, tuple[Any, _Plan]]] | None = None
@@ -1091,19 +759,16 @@ def _layout(schema: FrameSchema, types: Sequence[Any]) -> _Layout:
     return layout
 
 
-def decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
+def decode_page(page: WirePage, schema: FrameSchema) -> list[Column]:
     """Decode a raw page into one array per schema column; raise ValueError if malformed."""
     source = page.source
     if source is None:
         return _decode_page(page, schema)
-    with source.lock:
-        if page.raw_pending:
-            page.raw_pending = False
-            source.raw_pending -= 1
+    with source.claim(page):
         return _decode_page(page, schema)
 
 
-def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
+def _decode_page(page: WirePage, schema: FrameSchema) -> list[Column]:
     import numpy as np
 
     c = _native
@@ -1125,8 +790,9 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
         sizes = None
     plans = layout.plans
     source = page.source
-    joined = source is not None and source.joined
-    block = _block(source, layout, rows)
+    state = None if source is None else _state_of(source)
+    joined = state is not None and state.joined
+    block = _block(state, layout, rows)
     if block is not None:
         first_row = block.take(rows)
         outs = block.outs.copy()
@@ -1135,7 +801,7 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
         outs = [None] * len(metadata)
     # Buffers the frame keeps come from slabs (see _Slab) for every page of a joined read,
     # the short last one too, and for the big pages of any other read.
-    slabs = source.slabs if source is not None and (joined or rows >= _SLAB_MIN_ROWS) else None
+    slabs = state.slabs if state is not None and (joined or rows >= _SLAB_MIN_ROWS) else None
     for position, plan in plans.items():
         if outs[position] is not None:
             continue  # in the block
@@ -1173,23 +839,23 @@ def _decode_page(page: RawPage, schema: FrameSchema) -> list[Column]:
         if position in built:
             array = array.copy()
         elif joined and isinstance(array, np.ndarray) and array.dtype == object:
-            assert source is not None
-            run = source.runs.get(position)
+            assert state is not None
+            run = state.runs.get(position)
             if run is None:
-                run = source.runs[position] = _ObjectRun()
+                run = state.runs[position] = _ObjectRun()
             array = cast("Column", _InRun(run, run.append(array), rows))
         built.add(position)
         arrays.append(array)
     return arrays
 
 
-def _block(source: _KeepRaw | None, layout: _Layout, rows: int) -> _FixedBlock | None:
+def _block(state: _ReadState | None, layout: _Layout, rows: int) -> _FixedBlock | None:
     """Return the block a joined read's page writes its fixed-width columns into, if any."""
-    if source is None or not source.joined:
+    if state is None or not state.joined:
         return None
-    block = source.block
+    block = state.block
     if block is None:
-        block = source.block = _FixedBlock.reserve(layout) or False
+        block = state.block = _FixedBlock.reserve(layout) or False
     if block is False:
         return None
     assert isinstance(block, _FixedBlock)
@@ -1204,16 +870,17 @@ class NativeDecoder:
 
     def decode(self, rows: Sequence[Sequence[Any]], schema: FrameSchema) -> list[Column]:
         """Decode ``rows`` into columns of the schema's dtypes, each ``len(rows)`` long."""
-        if not isinstance(rows, RawPage) or not rows:
+        if not isinstance(rows, WirePage) or not rows:
             return self._rows_decoder.decode(rows, schema)
         try:
             decoded = rows.decoded
             if decoded is None or decoded[0] is not schema:
                 return decode_page(rows, schema)
             rows.decoded = None
-            if isinstance(decoded[1], Exception):
-                raise decoded[1]
-            return decoded[1]
+            columns: list[Column] | Exception = decoded[1]
+            if isinstance(columns, Exception):
+                raise columns
+            return columns
         except ValueError as exc:
             raise CassandraError(f"could not decode a result page: {exc}") from exc
 
@@ -1226,18 +893,18 @@ class NativeDecoder:
         :func:`join_adjacent` joins them without a copy. With ``ahead``, the result's next
         pages are decoded as they arrive (every page must then be read whole, in order).
         """
-        source = rows.source if isinstance(rows, RawPage) else None
+        source = rows.source if isinstance(rows, WirePage) else None
         if source is not None:
-            source.joined = True
+            _state_of(source).joined = True
         columns = self.decode(rows, schema)
         if ahead and source is not None:
-            source.decode_ahead(schema)
+            _decode_ahead(source, schema)
         return columns
 
     def decoded_ahead(self, rows: Sequence[Sequence[Any]]) -> bool:
         """Whether ``rows`` was decoded on the driver's thread when it arrived (every later
         page of its result then is too); ask before :meth:`decode` takes the columns."""
-        return isinstance(rows, RawPage) and rows.decoded is not None
+        return isinstance(rows, WirePage) and rows.decoded is not None
 
 
 class _ObjectRun:

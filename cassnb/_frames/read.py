@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.std import tqdm
 
 from cassnb._core.errors import ConfigurationError
+from cassnb._core.stream import StreamConfig, run_ahead
 from cassnb._frames import columnar as _columnar
 from cassnb._frames.types import (
     DTYPE_BACKENDS,
@@ -209,7 +210,7 @@ async def collect_pages(
                     page = page[: max_rows - rows]
                 if page:
                     if decoded_ahead is not None and decoded_ahead(page):
-                        stream._run_ahead()
+                        run_ahead(stream)
                         decoded_ahead = None
                     for column, array in zip(chunks, decode(page, schema), strict=True):
                         column.append(array)
@@ -302,8 +303,6 @@ async def read_cql(
         from cassnb._core.default import get_default_session
 
         session = get_default_session()
-    from cassnb._core.stream import StreamConfig
-
     statement = query
     if params is not None and isinstance(query, str):
         statement = await session.prepare(query)

@@ -302,7 +302,8 @@ class CQLMagic(Magics, Configurable):
             mark = "*" if connection.session is current else " "
             keyspace = connection.session.keyspace or "-"
             state = "closed" if connection.session.is_closed else f"keyspace {keyspace}"
-            print(f"{mark} {alias}: {connection.where} ({state})")
+            fast_path = connection.cluster.fast_path_status
+            print(f"{mark} {alias}: {connection.where} ({state}; {fast_path})")
 
     async def _close(self, alias: str) -> None:
         connection = self.connections.pop(alias, None)

@@ -15,13 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
-from cassandra import ConsistencyLevel
-from cassandra.query import PreparedStatement, SimpleStatement
-from cassandra.query import Statement as DriverStatement
+from cassandra.query import PreparedStatement
 
-from cassnb._core.bridge import run_blocking
-from cassnb._core.errors import QueryError, translate
-from cassnb._core.stream import AsyncStreamingResultSet, StreamConfig
+from cassnb._core.stream import StreamConfig
 from cassnb._frames.read import Progress, bar_class, collect_pages
 from cassnb._magics.parse import Statement, table_of
 
@@ -111,57 +107,6 @@ class _LateProgress(Progress):
         super().update(rows)
 
 
-def _traced_statement(
-    query: str | PreparedStatement, values: list[Any], settings: Settings, fetch_size: int
-) -> DriverStatement:
-    statement: DriverStatement
-    if isinstance(query, str):
-        statement = SimpleStatement(query, fetch_size=fetch_size)
-    else:
-        try:
-            statement = query.bind(values)
-        except (TypeError, ValueError, KeyError, OverflowError) as exc:
-            raise QueryError(f"could not bind the placeholders' values: {exc}") from exc
-        statement.fetch_size = fetch_size
-    if settings.consistency is not None:
-        statement.consistency_level = ConsistencyLevel.name_to_value[settings.consistency]
-    return statement
-
-
-async def _open_stream(
-    session: AsyncSession,
-    query: str | PreparedStatement,
-    values: list[Any],
-    settings: Settings,
-    config: StreamConfig,
-) -> tuple[AsyncStreamingResultSet, Any]:
-    """Start a statement as a stream; also return the driver's future, for its warnings.
-
-    The core's streams do not hand out the server's warnings nor take ``trace``, so the
-    driver's future is read here; a traced statement is started on the driver session
-    directly (without the core's native page decoding, which tracing does not need).
-    """
-    if not settings.trace:
-        stream = await session.execute_stream(
-            query,
-            values or None,
-            stream_config=config,
-            timeout=settings.timeout,
-            consistency=settings.consistency,
-        )
-        feed = getattr(getattr(stream, "_state", None), "feed", None)
-        return stream, getattr(feed, "response_future", None)
-    statement = _traced_statement(query, values, settings, config.fetch_size)
-    options: dict[str, Any] = {}
-    if settings.timeout is not None:
-        options["timeout"] = settings.timeout
-    try:
-        response_future = session._session.execute_async(statement, trace=True, **options)
-    except Exception as exc:
-        raise translate(exc) from exc
-    return AsyncStreamingResultSet(response_future, config=config, session=session), response_future
-
-
 async def run_statement(
     session: AsyncSession, statement: Statement, values: list[Any], settings: Settings
 ) -> Outcome:
@@ -171,7 +116,14 @@ async def run_statement(
         query = await session.prepare(statement.with_markers())
     fetch_size = min(settings.fetch_size, settings.max_rows + 1)
     config = StreamConfig(fetch_size=fetch_size, prefetch=1)
-    stream, response_future = await _open_stream(session, query, values, settings, config)
+    stream = await session.execute_stream(
+        query,
+        values or None,
+        stream_config=config,
+        timeout=settings.timeout,
+        consistency=settings.consistency,
+        trace=settings.trace,
+    )
     progress = _LateProgress(settings.progress, settings.progress_min_pages)
     try:
         async with stream:
@@ -189,12 +141,10 @@ async def run_statement(
     if outcome.frame is not None and len(outcome.frame) > settings.max_rows:
         outcome.frame = outcome.frame.iloc[: settings.max_rows]
         outcome.cut = True
-    outcome.warnings = list(getattr(response_future, "_warnings", None) or [])
-    if settings.trace and response_future is not None:
+    outcome.warnings = stream.warnings
+    if settings.trace:
         try:
-            outcome.traces = list(
-                await run_blocking(response_future.get_all_query_traces, TRACE_WAIT) or []
-            )
+            outcome.traces = await stream.get_all_query_traces(TRACE_WAIT)
         except Exception as exc:
             outcome.trace_error = str(exc) or type(exc).__name__
     return outcome
@@ -205,7 +155,7 @@ def partition_key(session: AsyncSession, keyspace: str | None, table: str) -> li
     keyspace = keyspace or session.keyspace
     if keyspace is None:
         return None
-    metadata = session._session.cluster.metadata
+    metadata = session.metadata
     keyspace_meta = metadata.keyspaces.get(keyspace)
     table_meta = None if keyspace_meta is None else keyspace_meta.tables.get(table)
     if table_meta is None:

@@ -1,15 +1,24 @@
-"""The connections a cluster opens: cassnb's segment reader on the driver's reactor."""
+"""The connections a cluster opens: on the fast path, cassnb's segment reader on the
+driver's reactor; without it, the driver's own."""
 
 from __future__ import annotations
 
+import pytest
 from _core_data import KEYSPACE, Data
 from cassandra.cluster import DefaultConnection
 
 from cassnb import AsyncCluster, AsyncSession, StreamConfig
-from cassnb._driver.fast.connection import _UNCOMPRESSED, SegmentReader, connection_class
+from cassnb._driver import fast_path
+
+on_the_fast_path = pytest.mark.skipif(
+    not fast_path().enabled, reason=f"tests the fast path's connections ({fast_path()})"
+)
 
 
+@on_the_fast_path
 async def test_pages_of_many_segments_arrive_whole(session: AsyncSession, data: Data) -> None:
+    from cassnb._driver.fast.connection import _UNCOMPRESSED, SegmentReader
+
     # 20,000 rows of ~30 bytes: every page spans several 128 KiB segments.
     config = StreamConfig(fetch_size=20_000)
     stream = await session.execute_stream(
@@ -29,12 +38,24 @@ async def test_pages_of_many_segments_arrive_whole(session: AsyncSession, data: 
     assert all(connection._segment_codec is _UNCOMPRESSED for connection in connections)
 
 
-async def test_the_driver_reactor_by_default_and_a_given_class_as_given(data: Data) -> None:
-    class Mine(DefaultConnection):  # type: ignore[misc,valid-type]
-        pass
+@on_the_fast_path
+async def test_the_segment_reader_on_the_drivers_reactor_by_default(data: Data) -> None:
+    from cassnb._driver.fast.connection import connection_class
 
     async with AsyncCluster(data.contact_points, data.port) as ours, await ours.connect():
         assert ours._cluster.connection_class is connection_class()
+
+
+async def test_the_drivers_own_connections_off_the_fast_path_and_a_given_class_as_given(
+    data: Data,
+) -> None:
+    class Mine(DefaultConnection):  # type: ignore[misc,valid-type]
+        pass
+
+    plain = AsyncCluster(data.contact_points, data.port, fast_path=False)
+    async with plain, await plain.connect() as session:
+        assert plain._cluster.connection_class is DefaultConnection
+        assert len(await session.execute(f"SELECT c FROM {KEYSPACE}.paged WHERE p = 0")) == 3000
     async with (
         AsyncCluster(data.contact_points, data.port, connection_class=Mine) as theirs,
         await theirs.connect(),

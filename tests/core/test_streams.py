@@ -34,7 +34,7 @@ from cassnb._core.stream import _State
 def response_future_of(stream: AsyncStreamingResultSet) -> Any:
     feed = stream._state.feed
     assert feed is not None
-    return feed.response_future
+    return feed.read.response_future
 
 
 def has_no_callbacks(response_future: Any) -> bool:
@@ -264,15 +264,21 @@ async def test_cancelling_execute_mid_page(
 
     monkeypatch.setattr(driver_session, "execute_async", recording)
     task = asyncio.create_task(session.execute("SELECT * FROM big", timeout=30))
-    await wait_until(lambda: bool(sent) and sent[0].message.paging_state is not None)
-    (response_future,) = sent
+    # A later page is on its way: through the first request's future, or (the driver's
+    # public API only) as a request of its own.
+    await wait_until(
+        lambda: len(sent) > 1 or (bool(sent) and sent[0].message.paging_state is not None)
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    requests = len(sent)
+    response_future = sent[-1]
     assert has_no_callbacks(response_future)
     state_at_cancel = response_future.message.paging_state
     await asyncio.sleep(0.3)
     assert response_future.message.paging_state == state_at_cancel
+    assert len(sent) == requests
     monkeypatch.undo()
     assert len(await session.execute("SELECT c FROM paged WHERE p = 0")) == 3000
 
@@ -295,6 +301,16 @@ async def test_unclosed_stream_warns_with_where_it_was_opened(session: AsyncSess
         only_reference.clear()
     assert has_no_callbacks(response_future)
     assert open_counts().streams == 0
+
+
+def test_where_a_stream_was_opened_skips_every_layer_of_cassnb() -> None:
+    import cassnb._frames.read
+    import cassnb._scan.ranges
+    from cassnb._core import stream
+
+    for layer in (stream, cassnb._frames.read, cassnb._scan.ranges):
+        assert not stream._is_user_code(layer.__file__)
+    assert stream._is_user_code(__file__)
 
 
 async def test_finished_stream_needs_no_close(session: AsyncSession) -> None:
@@ -380,10 +396,10 @@ async def test_frames_and_to_dataframe_call_the_frames_layer(
         calls.append("to_dataframe")
         return f"{len([row async for row in stream])} rows"
 
-    fake = types.ModuleType("cassnb._frames")
+    fake = types.ModuleType("cassnb._frames.read")
     fake.stream_frames = stream_frames  # type: ignore[attr-defined]
     fake.stream_to_dataframe = stream_to_dataframe  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cassnb._frames", fake)
+    monkeypatch.setitem(sys.modules, "cassnb._frames.read", fake)
     config = StreamConfig(fetch_size=2)
     async with await session.execute_stream(
         "SELECT c FROM paged WHERE p = 0 LIMIT 5", stream_config=config

@@ -23,7 +23,7 @@ from cassnb._core import registry as _registry
 from cassnb._core.errors import ConfigurationError, QueryError
 from cassnb._core.stream import StreamConfig
 from cassnb._frames import read as _frames
-from cassnb._frames import read_cql
+from cassnb._frames.read import read_cql
 from cassnb._frames.types import Column, FrameSchema
 
 WIDE_ROWS = 250

@@ -19,7 +19,7 @@ import pytest
 from cassandra.util import Date
 from frames_reference import TYPED_COLUMNS
 
-from cassnb._frames import read_cql
+from cassnb._frames.read import read_cql
 
 #: What each column reads back as: numpy_nullable dtype, pyarrow dtype, NULL marker.
 DTYPES: dict[str, tuple[str, str, str]] = {

@@ -16,7 +16,8 @@ from cassandra.util import Date, Duration, Time
 from frames_reference import KEYSPACE
 
 from cassnb._core.errors import ConfigurationError, QueryError
-from cassnb._frames import WriteFrameError, read_cql, write_frame
+from cassnb._frames.read import read_cql
+from cassnb._frames.write import WriteFrameError, write_frame
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import pyarrow as pa
 from cassandra import cqltypes
 from cassandra.util import Date, Duration, Time
 
-from cassnb._frames.columnar import RawPage, decode_page
+from cassnb._driver.fast.pages import RawPage
+from cassnb._frames.columnar import decode_page
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 PROTOCOL = 5

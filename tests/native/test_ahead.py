@@ -17,8 +17,12 @@ from cassandra.policies import ConstantSpeculativeExecutionPolicy
 from cassandra.protocol import ServerError
 from cassandra.query import SimpleStatement
 
-from cassnb import CassandraError, _bridge, _columnar
-from cassnb._frames import read_cql
+from cassnb import CassandraError
+from cassnb._driver import Arrivals
+from cassnb._driver.fast import reads as fast_reads
+from cassnb._driver.fast.pages import RawPage
+from cassnb._frames import columnar as _columnar
+from cassnb._frames.read import read_cql
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 pytestmark = pytest.mark.skipif(
@@ -28,24 +32,24 @@ pytestmark = pytest.mark.skipif(
 TYPES = [cqltypes.Int32Type, cqltypes.DoubleType, cqltypes.UTF8Type]
 
 
-def _page(start: int, rows: int) -> _columnar.RawPage:
+def _page(start: int, rows: int) -> RawPage:
     """A page of ``rows`` rows numbered from ``start``, not yet handed to a request."""
     return raw_page(TYPES, [[i, i / 2, f"r{i}"] for i in range(start, start + rows)])
 
 
-def _arrive(source: _columnar._KeepRaw, start: int, rows: int) -> _columnar.RawPage:
+def _arrive(source: Arrivals, start: int, rows: int) -> RawPage:
     """Hand a page to ``source`` as the driver does when it arrives."""
     page = source(["a", "b", "c"], _page(start, rows))
-    assert isinstance(page, _columnar.RawPage)
+    assert isinstance(page, RawPage)
     return page
 
 
-def _schema(page: _columnar.RawPage) -> FrameSchema:
+def _schema(page: RawPage) -> FrameSchema:
     return FrameSchema.from_metadata(page.column_names, page.column_types, "numpy_nullable")
 
 
 def test_a_page_waits_for_the_undecoded_pages_before_it() -> None:
-    source = _columnar._KeepRaw(lambda names, rows: rows)
+    source = Arrivals(lambda names, rows: rows)
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     first = _arrive(source, 0, 3000)
     second = _arrive(source, 3000, 3000)
@@ -66,7 +70,7 @@ def test_a_page_waits_for_the_undecoded_pages_before_it() -> None:
 
 
 def test_without_ahead_every_page_is_decoded_when_read() -> None:
-    source = _columnar._KeepRaw(lambda names, rows: rows)
+    source = Arrivals(lambda names, rows: rows)
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     first = _arrive(source, 0, 10)
     decoder.decode_for_join(first, _schema(first))
@@ -74,14 +78,14 @@ def test_without_ahead_every_page_is_decoded_when_read() -> None:
 
 
 def test_a_page_that_fails_ahead_fails_where_it_is_read() -> None:
-    source = _columnar._KeepRaw(lambda names, rows: rows)
+    source = Arrivals(lambda names, rows: rows)
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     first = _arrive(source, 0, 10)
     schema = _schema(first)
     decoder.decode_for_join(first, schema, ahead=True)
     good = _page(0, 10)
     # The same page with its last cell cut short: fill() finds it truncated.
-    broken = _columnar.RawPage(
+    broken = RawPage(
         good.body[:-3], 0, 8, good.column_metadata, good.protocol_version, {}, good.column_metadata
     )
     page = source(["a", "b", "c"], broken)
@@ -130,19 +134,19 @@ class _AskSpy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.threads: list[str] = []
         self.ways: list[str] = []
-        ask = _bridge.start_next_page
-        send = _bridge._DirectAsk.send
+        ask = fast_reads.start_next_page
+        send = fast_reads._DirectAsk.send
 
         def spy(response_future: Any) -> None:
             self._note("driver")
             ask(response_future)
 
-        def direct(asked: _bridge._DirectAsk) -> bool:
+        def direct(asked: fast_reads._DirectAsk) -> bool:
             self._note("direct")
             return send(asked)
 
-        monkeypatch.setattr(_bridge, "start_next_page", spy)
-        monkeypatch.setattr(_bridge._DirectAsk, "send", direct)
+        monkeypatch.setattr(fast_reads, "start_next_page", spy)
+        monkeypatch.setattr(fast_reads._DirectAsk, "send", direct)
 
     def _note(self, way: str) -> None:
         self.threads.append(threading.current_thread().name)
@@ -172,17 +176,17 @@ def _fail_direct_answer(monkeypatch: pytest.MonkeyPatch, which: int, answer: Any
     """Make the ``which``-th direct ask get ``answer`` instead of the server's; return the
     answers that were replaced."""
     replaced: list[Any] = []
-    answered = _bridge._DirectAsk.answered
+    answered = fast_reads._DirectAsk.answered
     count = [0]
 
-    def faulty(asked: _bridge._DirectAsk, response: Any) -> None:
+    def faulty(asked: fast_reads._DirectAsk, response: Any) -> None:
         count[0] += 1
         if count[0] == which:
             replaced.append(response)
             response = answer
         answered(asked, response)
 
-    monkeypatch.setattr(_bridge._DirectAsk, "answered", faulty)
+    monkeypatch.setattr(fast_reads._DirectAsk, "answered", faulty)
     return replaced
 
 
@@ -218,16 +222,16 @@ def test_a_direct_ask_that_fails_is_asked_again_through_the_driver(
 def test_a_direct_answer_that_cannot_be_taken_fails_the_read_at_once(
     remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    take = _bridge.PageFeed._direct_answer
+    take = fast_reads.FastRead._direct_answer
     answers: list[Any] = []
 
-    def failing(feed: _bridge.PageFeed, response_future: Any, response: Any) -> None:
+    def failing(read: fast_reads.FastRead, response_future: Any, response: Any) -> None:
         answers.append(response)
         if len(answers) == 2:
             raise RuntimeError("cannot take it (injected)")
-        take(feed, response_future, response)
+        take(read, response_future, response)
 
-    monkeypatch.setattr(_bridge.PageFeed, "_direct_answer", failing)
+    monkeypatch.setattr(fast_reads.FastRead, "_direct_answer", failing)
     query = "SELECT * FROM types WHERE p = 0"
     # Not left waiting for the request timeout, nor for ever.
     with pytest.raises(CassandraError, match="cannot take it"):
@@ -239,15 +243,15 @@ def test_a_direct_ask_never_answered_times_out_and_the_read_resumes(
     remote: Remote, reference: None, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     timeout = 0.5
-    send = _bridge._DirectAsk.send
-    answered = _bridge._DirectAsk.answered
+    send = fast_reads._DirectAsk.send
+    answered = fast_reads._DirectAsk.answered
     answers: list[Any] = []
 
-    def with_short_timeout(asked: _bridge._DirectAsk) -> bool:
+    def with_short_timeout(asked: fast_reads._DirectAsk) -> bool:
         asked.response_future.timeout = timeout
         return send(asked)
 
-    def lose_the_second(asked: _bridge._DirectAsk, response: Any) -> None:
+    def lose_the_second(asked: fast_reads._DirectAsk, response: Any) -> None:
         answers.append(response)
         if len(answers) == 2:
             # Lost on its way: the connection is free again, the feed never hears of it.
@@ -255,8 +259,8 @@ def test_a_direct_ask_never_answered_times_out_and_the_read_resumes(
             return
         answered(asked, response)
 
-    monkeypatch.setattr(_bridge._DirectAsk, "send", with_short_timeout)
-    monkeypatch.setattr(_bridge._DirectAsk, "answered", lose_the_second)
+    monkeypatch.setattr(fast_reads._DirectAsk, "send", with_short_timeout)
+    monkeypatch.setattr(fast_reads._DirectAsk, "answered", lose_the_second)
     query = "SELECT * FROM types WHERE p = 0"
     began = time.monotonic()
     with caplog.at_level(logging.INFO, logger="cassnb"):
@@ -283,8 +287,8 @@ def test_traced_requests_and_speculative_executions_keep_the_drivers_way(
     traced = driver.execute_async(statement, trace=True)
     for response_future in (plain, traced):
         response_future.result()
-    assert _bridge.direct_asks_allowed(plain)
-    assert not _bridge.direct_asks_allowed(traced)
+    assert fast_reads.direct_asks_allowed(plain)
+    assert not fast_reads.direct_asks_allowed(traced)
     speculative = ExecutionProfile(
         speculative_execution_policy=ConstantSpeculativeExecutionPolicy(0.5, 2)
     )
@@ -292,7 +296,7 @@ def test_traced_requests_and_speculative_executions_keep_the_drivers_way(
     idempotent = SimpleStatement(statement.query_string, fetch_size=1, is_idempotent=True)
     response_future = driver.execute_async(idempotent, execution_profile="speculative")
     response_future.result()
-    assert not _bridge.direct_asks_allowed(response_future)
+    assert not fast_reads.direct_asks_allowed(response_future)
 
 
 def test_read_cql_with_max_rows_asks_for_each_page_from_the_loop(

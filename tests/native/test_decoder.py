@@ -34,6 +34,8 @@ from cassandra.util import Date
 from hypothesis import HealthCheck, given, settings
 
 from cassnb._core.errors import CassandraError
+from cassnb._driver import Arrivals
+from cassnb._driver.fast.pages import RawPage
 from cassnb._frames import columnar as _columnar
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
@@ -88,7 +90,7 @@ def test_prefix_and_chosen_columns(
     page = raw_page([CQL_TYPES[n] for n in names], rows)
     keep = data.draw(st.integers(0, len(rows)))
     cut = page[:keep]
-    assert isinstance(cut, _columnar.RawPage)
+    assert isinstance(cut, RawPage)
     assert len(cut) == keep
     positions = data.draw(st.lists(st.integers(0, len(names) - 1), min_size=1, max_size=8))
     schema = FrameSchema.from_metadata(page.column_names, page.column_types, backend, positions)  # type: ignore[arg-type]
@@ -119,11 +121,9 @@ def test_rows_of_a_raw_page_are_the_drivers() -> None:
     ]
     page = raw_page(types, [[1, "a", [1, 2]], [None, "", None]])
     assert list(page) == [(1, "a", [1, 2]), (None, "", None)]
-    source = _columnar._KeepRaw(
-        lambda names, rows: [dict(zip(names, row, strict=True)) for row in rows]
-    )
+    source = Arrivals(lambda names, rows: [dict(zip(names, row, strict=True)) for row in rows])
     page = source(["c0", "c1", "c2"], raw_page(types, [[1, "a", [1, 2]], [None, "", None]]))
-    assert isinstance(page, _columnar.RawPage)
+    assert isinstance(page, RawPage)
     assert page[:1] == [{"c0": 1, "c1": "a", "c2": [1, 2]}]
     assert page[1] == {"c0": None, "c1": "", "c2": None}
     # Rows were read: the request's later pages are decoded into rows on arrival.
@@ -187,7 +187,7 @@ def test_truncated_raw_page_raises_cassnb_error_through_the_seam() -> None:
     """The frames seam turns a malformed page into a cassnb error."""
     body, types = _sample_page()
     metadata = [("ks", "tbl", f"c{i}", t) for i, t in enumerate(types)]
-    page = _columnar.RawPage(body[:-3], 0, 8, metadata, 5, {}, metadata)
+    page = RawPage(body[:-3], 0, 8, metadata, 5, {}, metadata)
     schema = FrameSchema.from_metadata(page.column_names, page.column_types, "numpy_nullable")
     with pytest.raises(CassandraError):
         _columnar.NativeDecoder(ColumnwiseDecoder()).decode(page, schema)
@@ -330,15 +330,15 @@ def test_utf8_check_accepts_all_text(text: str) -> None:
     assert native.valid_utf8(data)
 
 
-def _big_page(rows: int) -> tuple[_columnar.RawPage, FrameSchema]:
+def _big_page(rows: int) -> tuple[RawPage, FrameSchema]:
     types = [cqltypes.Int32Type, cqltypes.DoubleType, cqltypes.UTF8Type, cqltypes.DateType]
     values = [
         [None if i % 7 == 0 else i, i / 3, f"r{i}", None if i % 5 else dt.datetime(2020, 1, 1)]
         for i in range(rows)
     ]
-    keep = _columnar._KeepRaw(lambda names, rows: rows)
+    keep = Arrivals(lambda names, rows: rows)
     page = keep(["c0", "c1", "c2", "c3"], raw_page(types, values))
-    assert isinstance(page, _columnar.RawPage)
+    assert isinstance(page, RawPage)
     return page, FrameSchema.from_metadata(page.column_names, page.column_types, "numpy_nullable")
 
 

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 
 from cassnb._core.results import Row
 from cassnb._frames import columnar as _columnar
-from cassnb._frames import read_cql
+from cassnb._frames.read import read_cql
 
 pytestmark = pytest.mark.skipif(
     not _columnar.native_available(), reason="the compiled decoder is not built"

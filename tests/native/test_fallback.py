@@ -19,7 +19,7 @@ from _native_node import KEYSPACE, Remote, assert_same_frames
 
 from cassnb import local
 from cassnb._frames import columnar as _columnar
-from cassnb._frames import read_cql
+from cassnb._frames.read import read_cql
 
 CHILD = textwrap.dedent(
     """
@@ -36,8 +36,10 @@ CHILD = textwrap.dedent(
     if sys.argv[3] == "missing":
         sys.modules["cassnb._frames._native.columnar"] = None  # as if it was never built
 
-    from cassnb import AsyncCluster, _columnar, _frames
-    from cassnb._frames import read_cql
+    from cassnb import AsyncCluster
+    from cassnb._frames import columnar as _columnar
+    from cassnb._frames import read as _frames
+    from cassnb._frames.read import read_cql
 
     async def main():
         async with AsyncCluster([sys.argv[1]], port=int(sys.argv[2])) as cluster:

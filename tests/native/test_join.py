@@ -15,6 +15,8 @@ from _native_pages import assert_same_columns, raw_page
 from cassandra import cqltypes
 from cassandra.util import Date, Time
 
+from cassnb._driver import Arrivals
+from cassnb._driver.fast.pages import RawPage
 from cassnb._frames import columnar as _columnar
 from cassnb._frames import read as _frames
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
@@ -49,7 +51,7 @@ def _rows(start: int, count: int) -> list[list[Any]]:
     ]
 
 
-def _pages(count: int, rows: int) -> tuple[list[_columnar.RawPage], FrameSchema]:
+def _pages(count: int, rows: int) -> tuple[list[RawPage], FrameSchema]:
     return _sized_pages([rows] * count)
 
 
@@ -57,15 +59,15 @@ def _sized_pages(
     sizes: list[int],
     types: list[type[Any]] = TYPES,
     rows_from: Callable[[int, int], list[list[Any]]] = _rows,
-) -> tuple[list[_columnar.RawPage], FrameSchema]:
+) -> tuple[list[RawPage], FrameSchema]:
     """Return pages of one request holding ``sizes`` rows, one after another."""
-    source = _columnar._KeepRaw(lambda names, rows: rows)
+    source = Arrivals(lambda names, rows: rows)
     pages = []
     start = 0
     for rows in sizes:
         names = [f"c{index}" for index in range(len(types))]
         page = source(names, raw_page(types, rows_from(start, rows)))
-        assert isinstance(page, _columnar.RawPage)
+        assert isinstance(page, RawPage)
         pages.append(page)
         start += rows
     schema = FrameSchema.from_metadata(
@@ -82,7 +84,7 @@ def _mapping_of(array: np.ndarray[Any, Any]) -> Any:
     return base
 
 
-def _joined(decode: Any, pages: list[_columnar.RawPage], schema: FrameSchema) -> list[Any]:
+def _joined(decode: Any, pages: list[RawPage], schema: FrameSchema) -> list[Any]:
     columns: list[list[Any]] = [[] for _ in schema.names]
     for page in pages:
         for column, array in zip(columns, decode(page, schema), strict=True):
@@ -90,7 +92,7 @@ def _joined(decode: Any, pages: list[_columnar.RawPage], schema: FrameSchema) ->
     return [_frames.concat_chunks(column) for column in columns]
 
 
-def _joined_natively(pages: list[_columnar.RawPage], schema: FrameSchema) -> list[Any]:
+def _joined_natively(pages: list[RawPage], schema: FrameSchema) -> list[Any]:
     """Join ``pages`` decoded for a join, checked against the pure-Python decoder."""
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     joined = _joined(decoder.decode_for_join, pages, schema)
@@ -205,7 +207,7 @@ def _object_rows(start: int, count: int) -> list[list[Any]]:
     ]
 
 
-def _object_pages(sizes: list[int]) -> tuple[list[_columnar.RawPage], FrameSchema]:
+def _object_pages(sizes: list[int]) -> tuple[list[RawPage], FrameSchema]:
     types = [cqltypes.UUIDType, cqltypes.ListType.apply_parameters([cqltypes.Int32Type])]
     return _sized_pages(sizes, types, _object_rows)
 

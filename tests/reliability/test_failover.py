@@ -31,10 +31,10 @@ from cassnb import (
     ConnectionError,
     QueryTimeout,
     StreamConfig,
-    _bridge,
     local,
     read_cql,
 )
+from cassnb._driver.fast import reads as fast_reads
 
 pytestmark = pytest.mark.cluster3
 
@@ -205,8 +205,8 @@ async def test_stream_survives_its_coordinator_being_killed(
         async with stream:
             async for page in stream.pages():
                 feed = stream._state.feed
-                if feed is not None and all(feed.response_future is not r for r in requests):
-                    requests.append(feed.response_future)
+                if feed is not None and all(feed.read.response_future is not r for r in requests):
+                    requests.append(feed.read.response_future)
                 for p, c in page:
                     if (p, c) in seen:
                         duplicates += 1
@@ -216,7 +216,7 @@ async def test_stream_survives_its_coordinator_being_killed(
                     # kill the node that request went to, while it is in flight.
                     assert feed is not None
                     in_flight_at_kill = stream._state.requesting
-                    host = feed.response_future._current_host
+                    host = feed.read.response_future._current_host
                     killed = _node_index(three_nodes, host.endpoint.address)
                     await asyncio.to_thread(local.kill_node, three_nodes.name, killed)
                     killed_at_row = len(seen)
@@ -261,8 +261,8 @@ async def test_a_whole_read_survives_its_coordinator_being_killed(
     loop_thread = threading.current_thread()
     asked: list[Any] = []  # the requests the driver's thread asked a next page of
     reached = asyncio.Event()
-    ask = _bridge.start_next_page
-    send = _bridge._DirectAsk.send
+    ask = fast_reads.start_next_page
+    send = fast_reads._DirectAsk.send
 
     def note(response_future: Any) -> None:
         if threading.current_thread() is not loop_thread:
@@ -274,12 +274,12 @@ async def test_a_whole_read_survives_its_coordinator_being_killed(
         note(response_future)
         ask(response_future)
 
-    def direct(direct_ask: _bridge._DirectAsk) -> bool:
+    def direct(direct_ask: fast_reads._DirectAsk) -> bool:
         note(direct_ask.response_future)
         return send(direct_ask)
 
-    monkeypatch.setattr(_bridge, "start_next_page", spy)
-    monkeypatch.setattr(_bridge._DirectAsk, "send", direct)
+    monkeypatch.setattr(fast_reads, "start_next_page", spy)
+    monkeypatch.setattr(fast_reads._DirectAsk, "send", direct)
     killed: int | None = None
     asked_at_kill = 0
 

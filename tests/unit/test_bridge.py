@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from cassandra import OperationTimedOut
 
 from cassnb._core import bridge as _bridge
 from cassnb._core.bridge import (
@@ -30,6 +31,7 @@ from cassnb._core.bridge import (
     run_blocking_sync,
     run_shutdown,
 )
+from cassnb._driver.fast.reads import FastRead, _DirectAsk
 
 
 class CancelledTimer:
@@ -126,7 +128,7 @@ async def test_fetch_collects_every_page_on_the_driver_thread(
     loop_errors: list[dict[str, Any]],
 ) -> None:
     future = DriverThreadFuture([[1, 2], [3], [4, 5]])
-    page = await fetch(future, all_pages=True, in_flight=InFlight())
+    page = await fetch(FastRead(future), all_pages=True, in_flight=InFlight())
     assert page.rows == [1, 2, 3, 4, 5]
     assert page.paging_state is None
     assert page.column_names == ["a"]
@@ -139,7 +141,7 @@ async def test_fetch_collects_every_page_on_the_driver_thread(
 
 async def test_fetch_one_page_keeps_the_paging_state() -> None:
     future = DriverThreadFuture([[1, 2], [3]])
-    page = await fetch(future, all_pages=False, in_flight=InFlight())
+    page = await fetch(FastRead(future), all_pages=False, in_flight=InFlight())
     assert page.rows == [1, 2]
     assert page.paging_state == b"after 0"
     assert page.has_more
@@ -149,7 +151,7 @@ async def test_fetch_one_page_keeps_the_paging_state() -> None:
 async def test_fetch_raises_the_driver_error() -> None:
     future = DriverThreadFuture([[1], [2], [3]], fail_at=1)
     with pytest.raises(RuntimeError, match="page 1 failed"):
-        await fetch(future, all_pages=True, in_flight=InFlight())
+        await fetch(FastRead(future), all_pages=True, in_flight=InFlight())
 
 
 async def test_an_error_inside_the_driver_callback_is_not_swallowed() -> None:
@@ -158,14 +160,14 @@ async def test_an_error_inside_the_driver_callback_is_not_swallowed() -> None:
             raise RuntimeError("next page refused")
 
     with pytest.raises(RuntimeError, match="next page refused"):
-        await fetch(Exhausted([[1], [2]]), all_pages=True, in_flight=InFlight())
+        await fetch(FastRead(Exhausted([[1], [2]])), all_pages=True, in_flight=InFlight())
 
 
 async def test_cancelling_stops_fetching_and_clears_callbacks(
     loop_errors: list[dict[str, Any]],
 ) -> None:
     future = DriverThreadFuture([[n] for n in range(100)])
-    task = asyncio.create_task(fetch(future, all_pages=True, in_flight=InFlight()))
+    task = asyncio.create_task(fetch(FastRead(future), all_pages=True, in_flight=InFlight()))
     await asyncio.sleep(0.035)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -182,7 +184,7 @@ async def test_cancelling_stops_fetching_and_clears_callbacks(
 async def test_in_flight_requests_fail_at_once() -> None:
     in_flight = InFlight()
     future = DriverThreadFuture([[n] for n in range(1000)])
-    task = asyncio.create_task(fetch(future, all_pages=True, in_flight=in_flight))
+    task = asyncio.create_task(fetch(FastRead(future), all_pages=True, in_flight=in_flight))
     await asyncio.sleep(0.02)
     threading.Thread(target=in_flight.fail_all, args=(LookupError("closed"),)).start()
     with pytest.raises(LookupError, match="closed"):
@@ -397,7 +399,9 @@ class Receiver:
 async def test_page_feed_hands_pages_to_the_loop_one_request_at_a_time() -> None:
     future = DriverThreadFuture([[1], [2], [3]])
     receiver = Receiver()
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
     for expected in ([1], [2], [3]):
         await asyncio.wait_for(receiver.arrived.wait(), 1)
         receiver.arrived.clear()
@@ -439,7 +443,9 @@ async def test_a_feed_running_ahead_asks_for_each_page_itself_and_hands_them_ove
 ):
     future = DriverThreadFuture([[1], [2], [3], [4]])
     receiver = Arrivals(future)
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
     feed.run_ahead()
     await receiver.until(lambda: len(receiver.pages) == 4)
     assert [page.rows for page in receiver.pages] == [[1], [2], [3], [4]]
@@ -457,7 +463,9 @@ async def test_a_feed_running_ahead_still_hands_pages_over_every_so_often(
     monkeypatch.setattr(_bridge, "_HELD_SECONDS", 0.0)
     future = DriverThreadFuture([[1], [2], [3]])
     receiver = Arrivals(future)
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
     feed.run_ahead()
     await receiver.until(lambda: len(receiver.pages) == 3)
     assert [page.rows for page in receiver.pages] == [[1], [2], [3]]
@@ -468,7 +476,9 @@ async def test_a_feed_running_ahead_still_hands_pages_over_every_so_often(
 async def test_a_feed_running_ahead_hands_over_its_pages_before_a_failure() -> None:
     future = DriverThreadFuture([[1], [2], [3], [4]], fail_at=2)
     receiver = Arrivals(future)
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
     feed.run_ahead()
     await receiver.until(lambda: bool(receiver.errors))
     assert receiver.events == ["page [1]", "page [2]", "error page 2 failed"]
@@ -482,7 +492,9 @@ async def test_a_feed_that_cannot_run_ahead_leaves_the_request_to_the_loop() -> 
 
     future = Refusing([[1], [2]])
     receiver = Arrivals(future)
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
     feed.run_ahead()
     await receiver.until(lambda: bool(receiver.pages))
     page = receiver.pages[0]
@@ -505,10 +517,8 @@ class Timers:
         return CancelledTimer(callback)
 
 
-async def _feed_waiting_for_a_direct_answer() -> tuple[
-    PageFeed, Arrivals, _bridge._DirectAsk, Timers
-]:
-    """A feed whose request timeout is 10 s, with a direct request just sent."""
+async def _read_waiting_for_a_direct_answer() -> tuple[FastRead, Arrivals, _DirectAsk, Timers]:
+    """A fed read whose request timeout is 10 s, with a direct request just sent."""
     future: Any = DriverThreadFuture([[1], [2]])
     timers = Timers()
     future.timeout = 10.0
@@ -516,51 +526,54 @@ async def _feed_waiting_for_a_direct_answer() -> tuple[
     future.session = type("Session", (), {"cluster": type("Cluster", (), {})()})()
     future.session.cluster.connection_class = timers
     receiver = Arrivals(future)
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    read = FastRead(future)
+    PageFeed(read, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
     await receiver.until(lambda: bool(receiver.pages))
     # As if a next-page request had just been sent straight on a connection.
-    asked = feed._asked = _bridge._DirectAsk(feed, future)
+    asked = read._asked = _DirectAsk(read, future)
     asked.sent_at = time.monotonic()
-    feed._watch(future)
-    return feed, receiver, asked, timers
+    read._watch(future)
+    return read, receiver, asked, timers
 
 
 async def test_a_direct_request_times_out_a_request_timeout_after_it_was_sent() -> None:
-    feed, receiver, asked, timers = await _feed_waiting_for_a_direct_answer()
+    read, receiver, asked, timers = await _read_waiting_for_a_direct_answer()
     assert [timeout for timeout, _ in timers.created] == [10.0]
     # One timer serves several pages: it fires early for a request sent after it was set,
     # and is moved on to that request's deadline.
     asked.sent_at -= 4.0
-    feed._deadline()
+    read._deadline()
     assert len(timers.created) == 2 and 5.9 < timers.created[1][0] <= 6.0
-    assert receiver.errors == [] and feed._asked is asked
+    assert receiver.errors == [] and read._asked is asked
     asked.sent_at -= 6.0
-    feed._deadline()
+    read._deadline()
     await receiver.until(lambda: bool(receiver.errors))
-    assert isinstance(receiver.errors[0], _bridge.OperationTimedOut)
+    assert isinstance(receiver.errors[0], OperationTimedOut)
     assert "node 1" in str(receiver.errors[0])
     # Its answer, if it still comes, is not taken.
-    assert feed._asked is None
-    feed.detach()
+    assert read._asked is None
+    read.cancel()
 
 
 async def test_a_watchdog_that_fails_tells_the_stream_and_never_raises() -> None:
-    feed, receiver, _, _ = await _feed_waiting_for_a_direct_answer()
+    read, receiver, _, _ = await _read_waiting_for_a_direct_answer()
     # The reactor would call a raising timer callback again and again.
-    feed.response_future.timeout = "ten seconds"
-    feed._deadline()
+    read.response_future.timeout = "ten seconds"
+    read._deadline()
     await receiver.until(lambda: bool(receiver.errors))
     assert isinstance(receiver.errors[0], TypeError)
-    feed.detach()
+    read.cancel()
 
 
 async def test_page_feed_never_keeps_its_receiver_alive() -> None:
     future = DriverThreadFuture([[1], [2]])
     receiver = Receiver()
-    feed = PageFeed(future, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
     del receiver
     future.join()
-    assert feed.response_future is None
+    assert feed.read is None
     assert future._callbacks == []
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cassandra.protocol import ResultMessage
 
-from cassnb._frames import columnar as _columnar
+from cassnb._driver.fast import pages as fast_pages
 
 INT, BIGINT, TEXT, LIST, UDT = 0x0009, 0x0002, 0x000D, 0x0020, 0x0030
 GLOBAL_SPEC, MORE_PAGES, NO_METADATA = 0x0001, 0x0002, 0x0004
@@ -43,7 +43,7 @@ COLUMNS = [("a", _option(INT)), ("b", _option(LIST, BIGINT)), ("c", _option(TEXT
 def _read(body: bytes, user_types: Any = None) -> tuple[ResultMessage, int]:
     message = ResultMessage(kind=2)
     f = io.BytesIO(body)
-    _columnar._read_metadata(message, f, {} if user_types is None else user_types)
+    fast_pages._read_metadata(message, f, {} if user_types is None else user_types)
     return message, f.tell()
 
 
@@ -61,7 +61,7 @@ def _described(message: ResultMessage) -> list[tuple[Any, ...]]:
 @pytest.fixture(autouse=True)
 def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the driver's parses of result metadata (one entry per parse)."""
-    monkeypatch.setattr(_columnar, "_last_specs", None)
+    monkeypatch.setattr(fast_pages, "_last_specs", None)
     calls: list[int] = []
     parse = ResultMessage.recv_results_metadata
 

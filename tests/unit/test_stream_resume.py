@@ -15,6 +15,7 @@ import cassandra
 import pytest
 
 from cassnb import AsyncStreamingResultSet, QueryError, QueryTimeout, StreamConfig
+from cassnb._driver.fast.reads import FastRead
 
 Event = tuple[list[int], bytes | None] | BaseException
 
@@ -96,7 +97,7 @@ def _read_timeout() -> cassandra.ReadTimeout:
 
 
 async def _rows(session: FakeSession) -> list[int]:
-    stream = AsyncStreamingResultSet(session.first(), config=StreamConfig(prefetch=0))
+    stream = AsyncStreamingResultSet(FastRead(session.first()), config=StreamConfig(prefetch=0))
     async with stream:
         # A page that never comes would otherwise hang the test instead of failing it.
         async with asyncio.timeout(5):

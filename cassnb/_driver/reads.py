@@ -1,0 +1,241 @@
+"""A read: one statement sent to the cluster, and the pages that answer it.
+
+The layers above see a :class:`Read` and the :class:`Page` objects it hands to its
+listener, never the driver's ``ResponseFuture``. Two implementations: the fast path's
+(:mod:`cassnb._driver.fast.reads`), and :class:`PublicRead` here, which uses the
+driver's public API only. Listeners are called on the driver's thread; a listener must
+not block, and must catch what it raises (the driver swallows it).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+from cassandra.cluster import QueryExhausted
+
+__all__ = ["OnError", "OnPage", "Page", "PublicRead", "Read"]
+
+
+class Page:
+    """One response from the server: rows plus what came with them."""
+
+    __slots__ = (
+        "column_names",
+        "column_types",
+        "has_more",
+        "next_requested",
+        "paging_state",
+        "rows",
+        "trace_id",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        rows: Sequence[Any],
+        *,
+        column_names: list[str] | None,
+        column_types: list[Any] | None,
+        paging_state: bytes | None,
+        warnings: list[str] | None,
+        trace_id: UUID | None = None,
+    ) -> None:
+        self.rows = rows
+        #: The result's column names (None for a statement that returns no rows).
+        self.column_names = column_names
+        #: The driver's CQL type classes of the columns.
+        self.column_types = column_types
+        #: Where the next page starts; None on the last page.
+        self.paging_state = paging_state
+        self.has_more: bool = paging_state is not None
+        #: The server's warnings about this response.
+        self.warnings = warnings
+        #: The trace of the request this page answered, when it was traced.
+        self.trace_id = trace_id
+        #: The next page was asked for already, as this one arrived (see Read.run_ahead).
+        self.next_requested = False
+
+    def with_rows(self, rows: Sequence[Any]) -> Page:
+        """Return this page's metadata around other rows (several pages joined)."""
+        page = Page(
+            rows,
+            column_names=self.column_names,
+            column_types=self.column_types,
+            paging_state=self.paging_state,
+            warnings=self.warnings,
+            trace_id=self.trace_id,
+        )
+        page.next_requested = self.next_requested
+        return page
+
+
+OnPage = Callable[[Page], object]
+OnError = Callable[[BaseException], object]
+
+
+class Read(abc.ABC):
+    """A statement sent to the cluster; its pages go to one listener, one at a time."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def listen(self, on_page: OnPage, on_error: OnError) -> None:
+        """Send each page, or the failure, to these callbacks (on the driver's thread)."""
+
+    @abc.abstractmethod
+    def next_page(self) -> None:
+        """Ask for the page after the last one that arrived (from any thread)."""
+
+    @abc.abstractmethod
+    def run_ahead(self) -> None:
+        """From the next page that arrives on, ask for the page after it right away.
+
+        For a reader that keeps every page as it comes; such pages say so
+        (``Page.next_requested``). Call on the loop's thread.
+        """
+
+    @abc.abstractmethod
+    def resume(self) -> bool:
+        """Send the failed request again, from the last page received, on a fresh query plan.
+
+        The rows already received are not asked for again. Return False once cancelled.
+        """
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop listening: no page or error reaches the listener any more."""
+
+    @property
+    @abc.abstractmethod
+    def response_future(self) -> Any:
+        """The driver's future of the request in flight (None once cancelled), for tests."""
+
+
+class PublicRead(Read):
+    """A read through the driver's public API only: every page is a request of its own.
+
+    The driver's own next-page call measures a later page's timeout from when the first
+    page was asked for, so a long read would time out on a later page whatever its pace;
+    here each page is sent with ``execute_async(statement, paging_state=...)``, a fresh
+    query plan and the request timeout of its own, as the fast path does.
+    """
+
+    __slots__ = (
+        "_ahead",
+        "_future",
+        "_next_state",
+        "_on_error",
+        "_on_page",
+        "_options",
+        "_sent_from",
+        "_session",
+        "_statement",
+        "_trace",
+    )
+
+    def __init__(
+        self,
+        session: Any,
+        statement: Any,
+        *,
+        timeout: float | None = None,
+        paging_state: bytes | None = None,
+        trace: bool = False,
+    ) -> None:
+        self._session = session
+        self._statement = statement
+        self._trace = trace
+        self._options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        self._on_page: OnPage | None = None
+        self._on_error: OnError | None = None
+        self._ahead = False
+        #: Where the request in flight starts, and where the next one would.
+        self._sent_from = paging_state
+        self._next_state: bytes | None = None
+        self._future: Any = self._send(paging_state)
+
+    @property
+    def response_future(self) -> Any:
+        return self._future
+
+    def _send(self, paging_state: bytes | None) -> Any:
+        return self._session.execute_async(
+            self._statement, trace=self._trace, paging_state=paging_state, **self._options
+        )
+
+    def _listen_to(self, future: Any) -> None:
+        # The future is current before it may call back (at once, if it has finished).
+        self._future = future
+        future.add_callbacks(
+            self._rows_arrived,
+            self._error_arrived,
+            callback_args=(future,),
+            errback_args=(future,),
+        )
+
+    def listen(self, on_page: OnPage, on_error: OnError) -> None:
+        self._on_page, self._on_error = on_page, on_error
+        self._listen_to(self._future)
+
+    def _rows_arrived(self, rows: Sequence[Any] | None, future: Any) -> None:
+        if future is not self._future or self._on_page is None:
+            return
+        try:
+            # Inside its callback a future has its result: this does not wait.
+            result = future.result()
+            trace_ids = future.get_query_trace_ids() if self._trace else []
+            page = Page(
+                rows if rows is not None else [],
+                column_names=result.column_names,
+                column_types=result.column_types,
+                paging_state=result.paging_state,
+                warnings=future.warnings,
+                trace_id=trace_ids[-1] if trace_ids else None,
+            )
+        except Exception as exc:
+            self._error_arrived(exc, future)
+            return
+        self._next_state = page.paging_state
+        if self._ahead and page.has_more:
+            try:
+                self.next_page()
+                page.next_requested = True
+            except Exception:
+                # The loop asks for it itself, and meets the error there.
+                page.next_requested = False
+        self._on_page(page)
+
+    def _error_arrived(self, exc: BaseException, future: Any) -> None:
+        if future is self._future and self._on_error is not None:
+            self._on_error(exc)
+
+    def next_page(self) -> None:
+        state = self._next_state
+        if state is None:
+            raise QueryExhausted()
+        if self._future is None:
+            return
+        self._next_state = None
+        self._sent_from = state
+        # The page before is done with: its future no longer points back here.
+        self._future.clear_callbacks()
+        self._listen_to(self._send(state))
+
+    def run_ahead(self) -> None:
+        self._ahead = True
+
+    def resume(self) -> bool:
+        failed = self._future
+        if failed is None:
+            return False
+        failed.clear_callbacks()
+        self._listen_to(self._send(self._sent_from))
+        return True
+
+    def cancel(self) -> None:
+        future, self._future = self._future, None
+        if future is not None:
+            future.clear_callbacks()
