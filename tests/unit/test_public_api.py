@@ -39,6 +39,8 @@ def test_the_core_pulls_in_neither_pandas_nor_ipython() -> None:
     loaded = modules_after("import cassnb; cassnb.AsyncCluster; cassnb.AsyncStreamingResultSet")
     assert "cassandra" in loaded
     assert not {"pandas", "IPython", "tqdm"} & loaded
+    # The fast path's modules load with the first cluster that uses it, not before.
+    assert not {m for m in loaded if m.startswith("cassnb._driver.fast")}
 
 
 def test_local_uses_the_standard_library_only() -> None:
