@@ -1,10 +1,15 @@
-"""Run a command with the plain local node up; stop the node afterwards only if this started it.
+"""Run a command with a local cluster up; stop the cluster afterwards only if this started it.
 
-python scripts/with_node.py COMMAND [ARGS...]
+python scripts/with_node.py [--name NAME --nodes N --address A] [--] COMMAND [ARGS...]
+
+Without options the cluster is the plain node on 127.0.0.1; the tests' three-node cluster
+is ``--name trio --nodes 3 --address 127.0.0.11``, so that several test sessions share one
+start.
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -12,12 +17,19 @@ from cassnb import local
 
 
 def main() -> int:
-    command = sys.argv[1:]
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("--name", default="default")
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        print(__doc__, file=sys.stderr)
+        parser.print_usage(sys.stderr)
         return 2
+    options = local.Options(nodes=args.nodes, address=args.address)
     try:
-        _, started = local.start(local.Options())
+        _, started = local.start(options, args.name)
     except local.LocalError as exc:
         print(f"cassnb.local: error: {exc}", file=sys.stderr)
         return 1
@@ -25,7 +37,7 @@ def main() -> int:
         return subprocess.call(command)
     finally:
         if started:
-            local.stop(quiet=True)
+            local.stop(args.name, quiet=True)
 
 
 if __name__ == "__main__":

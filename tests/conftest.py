@@ -6,6 +6,7 @@ otherwise, and at the end of the test session stops only what it started.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -51,3 +52,22 @@ def tls_node() -> Iterator[local.ClusterInfo]:
 def three_nodes() -> Iterator[local.ClusterInfo]:
     """Three nodes on 127.0.0.11-13, for the `cluster3` session (run apart from the others)."""
     yield from _run(*THREE)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With the fast path switched off, fail a run that imported any of its modules."""
+    from cassnb._driver import SWITCH, fast_path
+
+    status = fast_path()
+    if status.enabled or SWITCH not in status.reason:
+        return
+    loaded = sorted(name for name in sys.modules if name.startswith("cassnb._driver.fast"))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if loaded:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        message = f"{status}, yet the run imported: {', '.join(loaded)}"
+    else:
+        message = f"{status}: none of the fast path's modules was imported"
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_line(message, red=bool(loaded), green=not loaded)

@@ -37,7 +37,9 @@ def test_interrupting_a_million_row_stream(kernel: Kernel) -> None:
     assert 0 < int(arrived.group(1).replace(",", "")) < 1_000_000
     after = kernel.ok("%cql SELECT count(*) FROM million WHERE p = 5")
     assert "1000" in after.text
-    still_open = kernel.ok("from cassnb import _registry\nprint(_registry.open_counts().streams)")
+    still_open = kernel.ok(
+        "from cassnb._core import registry\nprint(registry.open_counts().streams)"
+    )
     assert still_open.stdout.strip() == "0"
 
 
@@ -90,7 +92,9 @@ def test_reconnecting_with_the_same_alias_does_not_pile_up(fresh_kernel: Kernel)
     assert threads_after <= threads_before + 2
     assert sockets_after <= sockets_before
     listing = fresh_kernel.ok("%cql_connect --list")
-    assert listing.stdout.strip() == (f"* main: 127.0.0.1:9042/{KEYSPACE} (keyspace {KEYSPACE})")
+    assert listing.stdout.strip() == (
+        f"* main: 127.0.0.1:9042/{KEYSPACE} (keyspace {KEYSPACE}; fast path on)"
+    )
     old = fresh_kernel.ok("print(first.is_closed, first.cluster.is_closed)")
     assert old.stdout.split() == ["True", "True"]
 
@@ -175,3 +179,15 @@ def test_kernel_restart_closes_them_too_without_load_ext(
     assert lines[0] == "cassnb INFO closed 3 streams, 1 session, 1 cluster", lines
     fresh_kernel.client.wait_for_ready(timeout=60)
     assert fresh_kernel.ok("print(1 + 1)").stdout.strip() == "2"
+
+
+def test_the_listing_says_when_the_fast_path_is_off_and_why(fresh_kernel: Kernel) -> None:
+    fresh_kernel.ok(f"%load_ext {EXTENSION}")
+    fresh_kernel.ok("import os\nos.environ['CASSNB_FAST_PATH'] = '0'")
+    fresh_kernel.ok(f"{CONNECT} --alias plain")
+    listing = fresh_kernel.ok("%cql_connect --list")
+    assert listing.stdout.strip() == (
+        f"* plain: 127.0.0.1:9042/{KEYSPACE} (keyspace {KEYSPACE}; "
+        "fast path off: turned off by CASSNB_FAST_PATH=0)"
+    )
+    assert "47" in fresh_kernel.ok("%cql SELECT count(*) FROM flights").text
