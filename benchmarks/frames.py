@@ -16,6 +16,9 @@ The ways, all with the same page size (``--fetch-size``, 5,000 as read_cql):
   and list columns are Arrow arrays instead of Python objects.
 - ``read_cql, Python decoder``: the same with ``CASSNB_NO_NATIVE=1``: the driver decodes
   rows and the type table's pure-Python decoder builds the columns.
+- ``read_cql, fast path off``: the same with ``CASSNB_FAST_PATH=0``: the driver's public
+  API only (docs/architecture.md), so the driver decodes rows, each page is a request of
+  its own, and the pure-Python decoder builds the columns.
 - ``pandas_factory``: the driver's usual recipe, a row factory returning
   ``pd.DataFrame(rows, columns=colnames)``, paging with ``fetch_next_page()`` and one
   ``pd.concat`` at the end. The baseline. Empty pages are left out of the concat: the
@@ -67,16 +70,17 @@ from _frames_table import TABLES, Meter, connect, ensure_table
 READ_CQL = "read_cql"
 ARROW = "read_cql, pyarrow dtypes"
 PYTHON = "read_cql, Python decoder"
+PUBLIC_API = "read_cql, fast path off"
 BASELINE = "pandas_factory"
 PAGES_ONLY = "pages only"
-WAYS = (READ_CQL, ARROW, PYTHON, BASELINE, "DataFrame(list(rows))", PAGES_ONLY)
+WAYS = (READ_CQL, ARROW, PYTHON, PUBLIC_API, BASELINE, "DataFrame(list(rows))", PAGES_ONLY)
 #: How much less CPU per row than pandas_factory read_cql must use, per table.
 CPU_TARGETS = {"mixed": 3.0, "numeric": 10.0}
 #: Peak RSS growth of read_cql, at most, in frames' deep sizes.
 RSS_TARGET = 1.5
 #: Environment of a way's process: the Python decoder is read_cql with the compiled page
-#: decoder turned off.
-_ENVIRONMENT = {PYTHON: {"CASSNB_NO_NATIVE": "1"}}
+#: decoder turned off; the fast path off, read_cql with the driver's public API only.
+_ENVIRONMENT = {PYTHON: {"CASSNB_NO_NATIVE": "1"}, PUBLIC_API: {"CASSNB_FAST_PATH": "0"}}
 
 
 # --- one way, in its own process -----------------------------------------------------------
@@ -189,6 +193,7 @@ _RUNNERS: dict[str, Callable[[str, int, str, int], dict[str, Any]]] = {
     READ_CQL: _native_read_cql,
     ARROW: _arrow_read_cql,
     PYTHON: _read_cql,
+    PUBLIC_API: _read_cql,
     BASELINE: _pandas_factory,
     "DataFrame(list(rows))": _dataframe_of_rows,
     PAGES_ONLY: _pages_only,
@@ -198,7 +203,12 @@ _RUNNERS: dict[str, Callable[[str, int, str, int], dict[str, Any]]] = {
 def _in_subprocess(way: str, args: argparse.Namespace, table: str) -> dict[str, Any]:
     command = [sys.executable, __file__, "--run", way, "--table", table]
     command += ["--host", args.host, "--port", str(args.port), "--fetch-size", str(args.fetch_size)]
-    environment = {**os.environ, "CASSNB_NO_NATIVE": "", **_ENVIRONMENT.get(way, {})}
+    environment = {
+        **os.environ,
+        "CASSNB_NO_NATIVE": "",
+        "CASSNB_FAST_PATH": "",
+        **_ENVIRONMENT.get(way, {}),
+    }
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if done.returncode != 0:
         raise SystemExit(f"{way} on {table} failed:\n{done.stderr}")
@@ -248,6 +258,11 @@ def _report(results: dict[str, dict[str, dict[str, Any]]], repeat: int) -> None:
         print(
             f"{table}: read_cql uses {factor:.1f}x less CPU per row than pandas_factory "
             f"(target >= {target:.0f}x: {'met' if factor >= target else 'NOT met'})"
+        )
+        public = base["cpu_s"] / ways[PUBLIC_API]["cpu_s"]
+        print(
+            f"{table}: with the fast path off, read_cql uses {public:.1f}x less CPU per row "
+            f"than pandas_factory; the fast path makes it {factor / public:.1f}x cheaper"
         )
         for way in (READ_CQL, ARROW):
             r = ways[way]
