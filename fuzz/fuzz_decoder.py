@@ -30,6 +30,7 @@ with atheris.instrument_imports(include=["cassnb"]):
     from cassnb._driver import Arrivals
     from cassnb._driver.fast.pages import RawPage
     from cassnb._frames import columnar as _columnar
+    from cassnb._frames import compiled, join, plans
     from cassnb._frames.types import FrameSchema
 
 native = _columnar._native
@@ -88,9 +89,9 @@ def _scan_and_fill(body: bytes, kinds: bytes, limit: int, first_row: int, roomy:
     # Fixed-width columns are written from first_row on, as a joined read's are; buffers
     # without room for that must be refused.
     outs = [
-        _columnar._buffers(
+        plans.column_buffers(
             kind,
-            rows + first_row if roomy and kind in _columnar._WIDTHS else rows,
+            rows + first_row if roomy and kind in compiled.WIDTHS else rows,
             sizes[i],
             wide=bool(i % 2),
         )
@@ -119,7 +120,7 @@ def _decode(body: bytes, types: list[type[Any]], limit: int, backend: str, joine
         _columnar._state_of(source).joined = True
         page.source = source
         _columnar.decode_page(page, schema)
-    columns = _columnar.built(_columnar.decode_page(page, schema))
+    columns = join.built(_columnar.decode_page(page, schema))
     assert all(len(column) == len(page) for column in columns)
 
 

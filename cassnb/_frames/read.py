@@ -27,6 +27,7 @@ from tqdm.std import tqdm
 from cassnb._core.errors import ConfigurationError
 from cassnb._core.stream import StreamConfig, run_ahead
 from cassnb._frames import columnar as _columnar
+from cassnb._frames.join import built, join_adjacent
 from cassnb._frames.types import (
     DTYPE_BACKENDS,
     Column,
@@ -78,10 +79,10 @@ def frame_of(names: Sequence[str], arrays: Sequence[Column]) -> pd.DataFrame:
 
 
 def concat_chunks(chunks: list[Column]) -> Column:
-    joined = _columnar.join_adjacent(chunks)
+    joined = join_adjacent(chunks)
     if joined is not None:
         return joined
-    chunks = _columnar.built(chunks)
+    chunks = built(chunks)
     if len(chunks) == 1:
         return chunks[0]
     first = chunks[0]

@@ -22,6 +22,7 @@ from cassnb._driver import Arrivals
 from cassnb._driver.fast import reads as fast_reads
 from cassnb._driver.fast.pages import RawPage
 from cassnb._frames import columnar as _columnar
+from cassnb._frames import join
 from cassnb._frames.read import read_cql
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
@@ -66,7 +67,7 @@ def test_a_page_waits_for_the_undecoded_pages_before_it() -> None:
     columns = decoder.decode_for_join(fourth, schema, ahead=True)
     assert fourth.decoded is None
     reference = ColumnwiseDecoder().decode(list(_page(9000, 3000)), schema)
-    assert_same_columns(_columnar.built(columns), reference)
+    assert_same_columns(join.built(columns), reference)
 
 
 def test_without_ahead_every_page_is_decoded_when_read() -> None:

@@ -37,6 +37,7 @@ from cassnb._core.errors import CassandraError
 from cassnb._driver import Arrivals
 from cassnb._driver.fast.pages import RawPage
 from cassnb._frames import columnar as _columnar
+from cassnb._frames import memory, plans
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
 pytestmark = pytest.mark.skipif(
@@ -156,7 +157,7 @@ def decode_kinds(body: bytes, kinds: bytes, offset: int = 8, limit: int = -1) ->
     """Run scan and fill on ``body`` with the given kinds, allocating as decode_page does."""
     rows, _, sizes = native.scan(body, offset, kinds, limit)
     outs = [
-        _columnar._buffers(kind, rows, sizes[i], wide=i % 2 == 0) for i, kind in enumerate(kinds)
+        plans.column_buffers(kind, rows, sizes[i], wide=i % 2 == 0) for i, kind in enumerate(kinds)
     ]
     objects, nulls = native.fill(body, offset, kinds, rows, outs)
     assert len(nulls) == len(kinds)
@@ -362,7 +363,7 @@ def test_big_pages_of_a_stream_use_mappings() -> None:
 
 def test_without_mappings_left_pages_use_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the cap on mappings, buffers come from the heap and decode the same."""
-    monkeypatch.setattr(_columnar, "_mappings", [_columnar._MAPPINGS_MAX])
+    monkeypatch.setattr(memory, "_mappings", [memory._MAPPINGS_MAX])
     page, schema = _big_page(3000)
     columns = _columnar.decode_page(page, schema)
     assert_same_columns(columns, ColumnwiseDecoder().decode(list(page), schema))

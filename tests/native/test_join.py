@@ -18,6 +18,7 @@ from cassandra.util import Date, Time
 from cassnb._driver import Arrivals
 from cassnb._driver.fast.pages import RawPage
 from cassnb._frames import columnar as _columnar
+from cassnb._frames import join, memory
 from cassnb._frames import read as _frames
 from cassnb._frames.types import ColumnwiseDecoder, FrameSchema
 
@@ -154,7 +155,7 @@ def test_pages_not_laid_end_to_end_are_copied() -> None:
     pages, schema = _pages(3, 2000)
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     chunks = [decoder.decode(page, schema)[0] for page in pages]
-    assert _columnar.join_adjacent(chunks) is None
+    assert join.join_adjacent(chunks) is None
     joined = _frames.concat_chunks(chunks)
     assert joined.tolist() == [pd.NA if i % 7 == 0 else i for i in range(6000)]
 
@@ -164,11 +165,11 @@ def test_adjacent_views_of_other_buffers_are_not_taken_for_one() -> None:
     right = np.arange(10, 20, dtype=np.int32)
     mask = np.zeros(10, dtype=bool)
     chunks = [pd.arrays.IntegerArray(left, mask), pd.arrays.IntegerArray(right, mask)]
-    assert _columnar.join_adjacent(chunks) is None
+    assert join.join_adjacent(chunks) is None
     region = np.zeros(80, dtype=np.uint8)
-    assert _columnar._adjacent([region[:40].view(np.int32), region[40:].view(np.int64)]) is None
-    assert _columnar._adjacent([region[:40].view(np.int32), region[44:].view(np.int32)]) is None
-    whole = _columnar._adjacent([region[:40].view(np.int32), region[40:].view(np.int32)])
+    assert join._adjacent([region[:40].view(np.int32), region[40:].view(np.int64)]) is None
+    assert join._adjacent([region[:40].view(np.int32), region[44:].view(np.int32)]) is None
+    whole = join._adjacent([region[:40].view(np.int32), region[40:].view(np.int32)])
     assert whole is not None and len(whole) == 20 and np.shares_memory(whole, region)
 
 
@@ -268,7 +269,7 @@ def test_a_number_column_read_twice_in_a_joined_read_gets_two_arrays() -> None:
 def test_a_joined_read_without_mappings_left_joins_heap_pages_by_a_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_columnar, "_mappings", [_columnar._MAPPINGS_MAX])
+    monkeypatch.setattr(memory, "_mappings", [memory._MAPPINGS_MAX])
     pages, schema = _sized_pages([2000, 2000, 7])
     joined = _joined_natively(pages, schema)
     for array in joined[:5]:
@@ -281,6 +282,6 @@ def test_pages_of_a_block_after_other_pages_are_joined_by_a_copy() -> None:
     decoder = _columnar.NativeDecoder(ColumnwiseDecoder())
     chunks = [decoder.decode(pages[0], schema)[0]]
     chunks += [decoder.decode_for_join(page, schema)[0] for page in pages[1:]]
-    assert _columnar.join_adjacent(chunks) is None
+    assert join.join_adjacent(chunks) is None
     joined = _frames.concat_chunks(chunks)
     assert joined.tolist() == [pd.NA if i % 7 == 0 else i for i in range(6000)]
