@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from cassandra.cluster import QueryExhausted
-
 __all__ = ["OnError", "OnPage", "Page", "PublicRead", "Read"]
 
 
@@ -115,18 +113,20 @@ class Read(abc.ABC):
 
 
 class PublicRead(Read):
-    """A read through the driver's public API only: every page is a request of its own.
+    """A read through the driver's public API only, paged as the driver pages.
 
-    The driver's own next-page call measures a later page's timeout from when the first
-    page was asked for, so a long read would time out on a later page whatever its pace;
-    here each page is sent with ``execute_async(statement, paging_state=...)``, a fresh
-    query plan and the request timeout of its own, as the fast path does.
+    Later pages come from the driver's ``start_fetching_next_page()``, with its own
+    semantics: it starts no client-side timer for them (the first page's, cancelled,
+    stays in place), so on this path ``timeout=`` bounds the first page's request only;
+    the server's own timeouts, and ``StreamConfig.timeout_seconds``, still bound the rest.
+    A failed request is sent again with ``execute_async(statement, paging_state=...)``
+    from the last page received.
     """
 
     __slots__ = (
         "_ahead",
         "_future",
-        "_next_state",
+        "_next_from",
         "_on_error",
         "_on_page",
         "_options",
@@ -134,6 +134,7 @@ class PublicRead(Read):
         "_session",
         "_statement",
         "_trace",
+        "_traces_seen",
     )
 
     def __init__(
@@ -154,7 +155,9 @@ class PublicRead(Read):
         self._ahead = False
         #: Where the request in flight starts, and where the next one would.
         self._sent_from = paging_state
-        self._next_state: bytes | None = None
+        self._next_from: bytes | None = None
+        #: How many of the future's traces earlier pages reported.
+        self._traces_seen = 0
         self._future: Any = self._send(paging_state)
 
     @property
@@ -180,25 +183,35 @@ class PublicRead(Read):
         self._on_page, self._on_error = on_page, on_error
         self._listen_to(self._future)
 
+    def _trace_id(self, future: Any) -> UUID | None:
+        if not self._trace:
+            return None
+        trace_ids = future.get_query_trace_ids()
+        if len(trace_ids) <= self._traces_seen:
+            return None
+        self._traces_seen = len(trace_ids)
+        trace_id: UUID = trace_ids[-1]
+        return trace_id
+
     def _rows_arrived(self, rows: Sequence[Any] | None, future: Any) -> None:
-        if future is not self._future or self._on_page is None:
+        on_page = self._on_page
+        if future is not self._future or on_page is None:
             return
         try:
             # Inside its callback a future has its result: this does not wait.
             result = future.result()
-            trace_ids = future.get_query_trace_ids() if self._trace else []
             page = Page(
                 rows if rows is not None else [],
                 column_names=result.column_names,
                 column_types=result.column_types,
                 paging_state=result.paging_state,
                 warnings=future.warnings,
-                trace_id=trace_ids[-1] if trace_ids else None,
+                trace_id=self._trace_id(future),
             )
         except Exception as exc:
             self._error_arrived(exc, future)
             return
-        self._next_state = page.paging_state
+        self._next_from = page.paging_state
         if self._ahead and page.has_more:
             try:
                 self.next_page()
@@ -206,23 +219,20 @@ class PublicRead(Read):
             except Exception:
                 # The loop asks for it itself, and meets the error there.
                 page.next_requested = False
-        self._on_page(page)
+        on_page(page)
 
     def _error_arrived(self, exc: BaseException, future: Any) -> None:
-        if future is self._future and self._on_error is not None:
-            self._on_error(exc)
+        on_error = self._on_error
+        if future is self._future and on_error is not None:
+            on_error(exc)
 
     def next_page(self) -> None:
-        state = self._next_state
-        if state is None:
-            raise QueryExhausted()
-        if self._future is None:
+        future = self._future
+        if future is None:
             return
-        self._next_state = None
-        self._sent_from = state
-        # The page before is done with: its future no longer points back here.
-        self._future.clear_callbacks()
-        self._listen_to(self._send(state))
+        # Noted first: the page may arrive, or fail and be asked for again, at once.
+        self._sent_from = self._next_from
+        future.start_fetching_next_page()
 
     def run_ahead(self) -> None:
         self._ahead = True
@@ -232,6 +242,7 @@ class PublicRead(Read):
         if failed is None:
             return False
         failed.clear_callbacks()
+        self._traces_seen = 0
         self._listen_to(self._send(self._sent_from))
         return True
 

@@ -1,4 +1,5 @@
-"""A stream asks for a failed page again, from its last paging state, on a fresh request.
+"""A stream asks for a failed page again, from its last paging state, on a fresh request,
+on the fast path and through the driver's public API alike.
 
 Small fakes stand in for the driver's session and ResponseFuture; the real scenario (a
 node killed while a stream is half read) is in tests/reliability/test_failover.py.
@@ -15,6 +16,7 @@ import cassandra
 import pytest
 
 from cassnb import AsyncStreamingResultSet, QueryError, QueryTimeout, StreamConfig
+from cassnb._driver import PublicRead, Read
 from cassnb._driver.fast.reads import FastRead
 
 Event = tuple[list[int], bytes | None] | BaseException
@@ -38,17 +40,37 @@ class FakeFuture:
         # with; ``_paging_state`` is the one the last page that arrived carried.
         self.message = SimpleNamespace(paging_state=paging_state)
         self._paging_state: bytes | None = None
-        self._callback: Callable[[list[int]], object] | None = None
-        self._errback: Callable[[BaseException], object] | None = None
+        self._callback: Callable[..., object] | None = None
+        self._errback: Callable[..., object] | None = None
+        self._callback_args: tuple[Any, ...] = ()
+        self._errback_args: tuple[Any, ...] = ()
 
     @property
     def has_more_pages(self) -> bool:
         return self._paging_state is not None
 
+    # The driver's public side, which PublicRead uses.
+    warnings = None
+
+    def result(self) -> SimpleNamespace:
+        return SimpleNamespace(
+            paging_state=self._paging_state,
+            column_names=self._col_names,
+            column_types=self._col_types,
+        )
+
+    def get_query_trace_ids(self) -> list[Any]:
+        return []
+
     def add_callbacks(
-        self, callback: Callable[[list[int]], object], errback: Callable[[BaseException], object]
+        self,
+        callback: Callable[..., object],
+        errback: Callable[..., object],
+        callback_args: tuple[Any, ...] = (),
+        errback_args: tuple[Any, ...] = (),
     ) -> None:
         self._callback, self._errback = callback, errback
+        self._callback_args, self._errback_args = callback_args, errback_args
         self._answer()
 
     def clear_callbacks(self) -> None:
@@ -64,11 +86,11 @@ class FakeFuture:
     def _deliver(self, event: Event) -> None:
         if isinstance(event, BaseException):
             if self._errback is not None:
-                self._errback(event)
+                self._errback(event, *self._errback_args)
             return
         rows, self._paging_state = event
         if self._callback is not None:
-            self._callback(rows)
+            self._callback(rows, *self._callback_args)
 
 
 class FakeSession:
@@ -82,12 +104,22 @@ class FakeSession:
         return FakeFuture(self, self._requests.pop(0), None)
 
     def execute_async(
-        self, query: str, *, paging_state: bytes | None, timeout: float
+        self, query: str, *, paging_state: bytes | None, timeout: float, trace: bool = False
     ) -> FakeFuture:
         assert query == "SELECT a FROM t"
         assert timeout == 7.0
+        assert not trace
         self.resumed_from.append(paging_state)
         return FakeFuture(self, self._requests.pop(0), paging_state)
+
+    def read(self, way: str) -> Read:
+        """The first request, read the fast path's way or the driver's public way."""
+        if way == "fast":
+            return FastRead(self.first())
+        read = PublicRead(self, "SELECT a FROM t", timeout=7.0)
+        # Sent like a resumed request, from no paging state: not a resume.
+        assert self.resumed_from.pop(0) is None
+        return read
 
 
 def _read_timeout() -> cassandra.ReadTimeout:
@@ -96,41 +128,47 @@ def _read_timeout() -> cassandra.ReadTimeout:
     )
 
 
-async def _rows(session: FakeSession) -> list[int]:
-    stream = AsyncStreamingResultSet(FastRead(session.first()), config=StreamConfig(prefetch=0))
+@pytest.fixture(params=["fast", "public"])
+def way(request: pytest.FixtureRequest) -> str:
+    """The fast path's read, or the driver's public API only."""
+    return str(request.param)
+
+
+async def _rows(session: FakeSession, way: str) -> list[int]:
+    stream = AsyncStreamingResultSet(session.read(way), config=StreamConfig(prefetch=0))
     async with stream:
         # A page that never comes would otherwise hang the test instead of failing it.
         async with asyncio.timeout(5):
             return [row async for row in stream]  # type: ignore[misc]
 
 
-async def test_a_timed_out_page_is_asked_again_from_the_last_paging_state() -> None:
+async def test_a_timed_out_page_is_asked_again_from_the_last_paging_state(way: str) -> None:
     session = FakeSession(
         [([1, 2], b"after-2"), ([3, 4], b"after-4"), _read_timeout()],
         [([5, 6], None)],
     )
-    assert await _rows(session) == [1, 2, 3, 4, 5, 6]
+    assert await _rows(session, way) == [1, 2, 3, 4, 5, 6]
     assert session.resumed_from == [b"after-4"]
 
 
-async def test_a_failed_first_page_is_asked_again_from_the_start() -> None:
+async def test_a_failed_first_page_is_asked_again_from_the_start(way: str) -> None:
     unavailable = cassandra.Unavailable("too few replicas", consistency=4)
     session = FakeSession([unavailable], [([1], None)])
-    assert await _rows(session) == [1]
+    assert await _rows(session, way) == [1]
     assert session.resumed_from == [None]
 
 
-async def test_a_resumed_request_that_fails_again_resumes_from_the_same_page() -> None:
+async def test_a_resumed_request_that_fails_again_resumes_from_the_same_page(way: str) -> None:
     session = FakeSession(
         [([1], b"after-1"), _read_timeout()],
         [_read_timeout()],
         [([2], None)],
     )
-    assert await _rows(session) == [1, 2]
+    assert await _rows(session, way) == [1, 2]
     assert session.resumed_from == [b"after-1", b"after-1"]
 
 
-async def test_each_page_gets_three_more_tries_and_then_the_error() -> None:
+async def test_each_page_gets_three_more_tries_and_then_the_error(way: str) -> None:
     timed_out = cassandra.OperationTimedOut("client-side timeout")
     session = FakeSession(
         [([1], b"after-1"), _read_timeout()],
@@ -140,13 +178,13 @@ async def test_each_page_gets_three_more_tries_and_then_the_error() -> None:
         [timed_out],
     )
     with pytest.raises(QueryTimeout):
-        await _rows(session)
+        await _rows(session, way)
     assert session.resumed_from == [b"after-1", b"after-2", b"after-2", b"after-2"]
 
 
-async def test_a_refused_request_is_not_asked_again() -> None:
+async def test_a_refused_request_is_not_asked_again(way: str) -> None:
     invalid = cassandra.InvalidRequest("unconfigured table t")
     session = FakeSession([([1], b"after-1"), invalid])
     with pytest.raises(QueryError, match="unconfigured table"):
-        await _rows(session)
+        await _rows(session, way)
     assert session.resumed_from == []
