@@ -28,7 +28,19 @@ from typing import Any, TypeVar
 from cassnb._core.results import join_pages
 from cassnb._driver import Page, Read
 
-__all__: list[str] = []
+__all__ = [
+    "DELIVERED_PER_TURN",
+    "InFlight",
+    "PageFeed",
+    "fetch",
+    "post",
+    "reject",
+    "resolve",
+    "run_blocking",
+    "run_blocking_sync",
+    "run_shutdown",
+    "start_daemon",
+]
 
 T = TypeVar("T")
 

@@ -224,19 +224,13 @@ class AsyncSession:
 
         ``query`` is a CQL string, a prepared statement (``parameters`` bind its markers)
         or any driver Statement, whose own settings are honoured. ``timeout`` bounds each
-        request to the server (the driver's default when None). Cancelling the awaiting
-        task stops at once: no further page is requested, though the server may still
-        finish the page it was computing.
+        request to the server (the driver's default when None; with the fast path off, the
+        first page's request only). Cancelling the awaiting task stops at once: no further
+        page is requested, though the server may still finish the page it was computing.
         """
         self._check_open()
         statement = _statement(query, parameters, consistency=consistency)
-        seconds = _checked_timeout(timeout)
-        try:
-            read = start_read(self._session, statement, fast=self._fast, timeout=seconds)
-            page = await fetch(read, all_pages=True, in_flight=self._in_flight)
-        except Exception as exc:
-            raise _translated(exc) from exc
-        return _result(page)
+        return await self._fetch(statement, all_pages=True, timeout=timeout)
 
     async def execute_page(
         self,
@@ -263,6 +257,19 @@ class AsyncSession:
                 f"fetch_size must be a positive int up to {MAX_FETCH_SIZE}, not {fetch_size!r}"
             )
         statement = _statement(query, parameters, consistency=consistency, fetch_size=fetch_size)
+        return await self._fetch(
+            statement, all_pages=False, timeout=timeout, paging_state=paging_state
+        )
+
+    async def _fetch(
+        self,
+        statement: Statement,
+        *,
+        all_pages: bool,
+        timeout: float | None,  # noqa: ASYNC109 (the driver's per-request timeout)
+        paging_state: bytes | None = None,
+    ) -> AsyncResultSet:
+        """Send ``statement`` and return its first page, or all its pages."""
         seconds = _checked_timeout(timeout)
         try:
             read = start_read(
@@ -272,7 +279,7 @@ class AsyncSession:
                 timeout=seconds,
                 paging_state=paging_state,
             )
-            page = await fetch(read, all_pages=False, in_flight=self._in_flight)
+            page = await fetch(read, all_pages=all_pages, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
         return _result(page)
@@ -291,9 +298,10 @@ class AsyncSession:
 
         The first page is requested at once; an error in it is raised when iteration
         starts. Pages hold ``stream_config.fetch_size`` rows unless the statement sets its
-        own. ``timeout`` bounds each page's request; ``stream_config.timeout_seconds``
-        the whole stream. With ``trace``, the server traces each page's request:
-        ``stream.trace_id`` and ``await stream.get_all_query_traces()``.
+        own. ``timeout`` bounds each page's request (with the fast path off, the first
+        page's only); ``stream_config.timeout_seconds`` the whole stream. With ``trace``,
+        the server traces each page's request: ``stream.trace_id`` and
+        ``await stream.get_all_query_traces()``.
         """
         self._check_open()
         config = stream_config if stream_config is not None else StreamConfig()

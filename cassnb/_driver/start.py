@@ -21,9 +21,10 @@ def start_read(
 ) -> Read:
     """Send ``statement`` on a driver session and return its read.
 
-    ``fast`` chooses the fast path (which the gate must allow); there, ``raw`` leaves ROWS
-    pages in wire form (:class:`~cassnb._driver.wire.WirePage`) for a columnar decoder.
-    ``timeout`` bounds each page's request (the driver's default when None).
+    ``fast`` chooses the fast path (the caller asks the gate first); there, ``raw`` leaves
+    ROWS pages in wire form (:class:`~cassnb._driver.wire.WirePage`) for a columnar
+    decoder. ``timeout`` bounds a request, the driver's default when None: every page's
+    on the fast path, the first page's on the public one (see :class:`PublicRead`).
     """
     if not fast:
         return PublicRead(

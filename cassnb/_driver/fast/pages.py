@@ -1,11 +1,10 @@
 """Requests whose ROWS pages stay in wire form, and the driver's decoding of them.
 
 :func:`start_request` sends a statement as ``session.execute_async`` does, but with a
-protocol handler that leaves each ROWS page's rows as bytes (a
-:class:`~cassnb._driver.wire.RawPage`) and a row factory (an
-:class:`~cassnb._driver.wire.Arrivals`) that passes them on raw. Every page of a query
-repeats its column specs, which the driver parses in Python each time: here they are
-parsed once and reused while their bytes stay the same.
+protocol handler that leaves each ROWS page's rows as bytes (a :class:`RawPage`) and a
+row factory (an :class:`~cassnb._driver.wire.Arrivals`) that passes them on raw. Every
+page of a query repeats its column specs, which the driver parses in Python each time:
+here they are parsed once and reused while their bytes stay the same.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@
 /* Bumped whenever scan()/fill() change meaning, so that a stale build is not used. */
 #define COLUMNAR_ABI 5
 
-/* What fill() makes of one column; the numbers are shared with cassnb/_columnar.py. */
+/* What fill() makes of one column; cassnb/_frames/plans.py and compiled.py use the numbers. */
 enum kind {
     K_SKIP = 0,       /* not wanted: cells are only stepped over */
     K_FIX1 = 1,       /* tinyint: 1 byte */
@@ -713,7 +713,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    "cassnb._native.columnar",
+    "cassnb._frames._native.columnar",
     "Decode CQL ROWS pages into column buffers.",
     -1,
     methods,
