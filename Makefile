@@ -26,13 +26,14 @@ TRIO := --name trio --nodes 3 --address 127.0.0.11
 
 ## Every test suite and notebook against real nodes (started here when not already running):
 ## first everything that needs single nodes, then the core, frames and scan suites again with
-## the fast path off (the driver's public API only), then the three-node suites on their own
-## (never more than three nodes alive at once), each way. Each phase says how long it took.
+## the fast path off (the driver's public API only), on the same node; then the three-node
+## suites on their own (never more than three nodes alive at once), each way. Each phase
+## says how long it took.
 test: install
-	@$(PHASE) "tests on one node" $(PY) scripts/with_node.py \
-		$(PY) -m pytest -m "not cluster3" $(NBVAL) tests notebooks
-	@$(PHASE) "core, frames and scan on one node, fast path off" $(PY) scripts/with_node.py \
-		env CASSNB_FAST_PATH=0 $(PY) -m pytest -m "not cluster3" tests/core tests/frames tests/scan
+	@$(PY) scripts/with_node.py -- sh -c '\
+		$(PHASE) "tests on one node" $(PY) -m pytest -m "not cluster3" $(NBVAL) tests notebooks \
+		&& $(PHASE) "core, frames and scan on one node, fast path off" env CASSNB_FAST_PATH=0 \
+			$(PY) -m pytest -m "not cluster3" tests/core tests/frames tests/scan'
 	@$(PHASE) "tests on three nodes, then scan with the fast path off" \
 		$(PY) scripts/with_node.py $(TRIO) -- sh -c '$(PY) -m pytest -m cluster3 tests \
 		&& CASSNB_FAST_PATH=0 $(PY) -m pytest -m cluster3 tests/scan'

@@ -59,6 +59,8 @@ SUPERUSER = ("cassandra", "cassandra")
 KEYSTORE_PASSWORD = "cassnb-local"
 READY_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
+#: Seconds stopping waits, once the processes are gone, for their ports to be free.
+PORT_RELEASE_WAIT = 5.0
 
 _BALANCED_TOKENS = {
     1: ["0"],
@@ -521,14 +523,18 @@ def _port_taken(address: str, port: int) -> bool:
     return False
 
 
+def _node_ports(node: NodeInfo) -> list[tuple[str, int, str]]:
+    """The (address, port, what) a node listens on; JMX listens on 127.0.0.1 only."""
+    return [
+        (node.address, node.cql_port, "CQL"),
+        (node.address, STORAGE_PORT, "storage"),
+        ("127.0.0.1", node.jmx_port, "JMX"),
+    ]
+
+
 def _check_ports(cluster: ClusterInfo) -> None:
     for node in cluster.nodes:
-        for port, what in (
-            (node.cql_port, "CQL"),
-            (STORAGE_PORT, "storage"),
-            (node.jmx_port, "JMX"),
-        ):
-            where = "127.0.0.1" if what == "JMX" else node.address
+        for where, port, what in _node_ports(node):
             if _port_taken(where, port):
                 raise LocalError(
                     f"{what} port {port} on {where} is already taken by another process, "
@@ -932,6 +938,13 @@ def stop(name: str = "default", *, quiet: bool = False, timeout: float = STOP_TI
                 os.kill(node.pid or 0, signal.SIGKILL)
             while _is_our_process(node.pid, node):
                 time.sleep(0.1)
+    # A JVM's command line is gone a moment before its sockets are: the node is stopped once
+    # its ports are free, so that it (or another) can start on them at once.
+    released_by = time.monotonic() + PORT_RELEASE_WAIT
+    for node in alive:
+        for where, port, _ in _node_ports(node):
+            while _port_taken(where, port) and time.monotonic() < released_by:
+                time.sleep(0.05)
     for node in cluster.nodes:
         node.pid, node.alive, node.version = None, False, None
     _save(cluster)
