@@ -56,11 +56,11 @@ def three_nodes() -> Iterator[local.ClusterInfo]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With the fast path switched off, fail a run that imported any of its modules."""
-    from cassnb._driver import SWITCH, fast_path
+    from cassnb._driver import fast_path, switched_off
 
-    status = fast_path()
-    if status.enabled or SWITCH not in status.reason:
+    if not switched_off():
         return
+    status = fast_path()
     loaded = sorted(name for name in sys.modules if name.startswith("cassnb._driver.fast"))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if loaded:

@@ -16,7 +16,14 @@ until a cluster that uses it does.
 
 from __future__ import annotations
 
-from cassnb._driver.gate import DRIVER_VERSION, SWITCH, TESTED_VERSIONS, FastPath, fast_path
+from cassnb._driver.gate import (
+    DRIVER_VERSION,
+    SWITCH,
+    TESTED_VERSIONS,
+    FastPath,
+    fast_path,
+    switched_off,
+)
 from cassnb._driver.reads import OnError, OnPage, Page, PublicRead, Read
 from cassnb._driver.start import connection_class, start_read
 from cassnb._driver.wire import Arrivals, PageDecodeError, WirePage
@@ -37,4 +44,5 @@ __all__ = [
     "connection_class",
     "fast_path",
     "start_read",
+    "switched_off",
 ]

@@ -17,7 +17,7 @@ from typing import Final
 
 import cassandra
 
-__all__ = ["DRIVER_VERSION", "SWITCH", "TESTED_VERSIONS", "FastPath", "fast_path"]
+__all__ = ["DRIVER_VERSION", "SWITCH", "TESTED_VERSIONS", "FastPath", "fast_path", "switched_off"]
 
 #: The cassandra-driver releases the fast path is tested with.
 TESTED_VERSIONS: Final = ("3.30.1",)
@@ -51,13 +51,17 @@ class FastPath:
         return "fast path on" if self.enabled else f"fast path off: {self.reason}"
 
 
+def switched_off() -> bool:
+    """Whether ``CASSNB_FAST_PATH`` turns the fast path off for clusters created now."""
+    return os.environ.get(SWITCH, "").strip().lower() in _OFF_VALUES
+
+
 def fast_path(requested: bool = True) -> FastPath:
     """Tell whether a cluster that asks for the fast path (or not) gets it."""
     if not requested:
         return FastPath(False, "turned off with fast_path=False")
-    value = os.environ.get(SWITCH, "")
-    if value.strip().lower() in _OFF_VALUES:
-        return FastPath(False, f"turned off by {SWITCH}={value}")
+    if switched_off():
+        return FastPath(False, f"turned off by {SWITCH}={os.environ[SWITCH]}")
     if not _VERSION_TESTED:
         return FastPath(
             False,
