@@ -36,7 +36,7 @@ test: install
 			$(PY) -m pytest -m "not cluster3" tests/core tests/frames tests/scan'
 	@$(PHASE) "tests on three nodes, then scan with the fast path off" \
 		$(PY) scripts/with_node.py $(TRIO) -- sh -c '$(PY) -m pytest -m cluster3 tests \
-		&& CASSNB_FAST_PATH=0 $(PY) -m pytest -m cluster3 tests/scan'
+		&& CASSNB_FAST_PATH=0 $(PY) -m pytest -m cluster3 tests/scan tests/cluster3/test_next_pages.py'
 
 lint: install
 	$(PY) -m ruff check .

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from cassnb._core.results import join_pages
-from cassnb._driver import Page, Read
+from cassnb._driver import Page, Read, WirePage
 
 __all__ = [
     "DELIVERED_PER_TURN",
@@ -49,6 +49,10 @@ DELIVERED_PER_TURN = 8
 #: How long a feed running ahead holds pages before it hands them to the loop: a progress
 #: display still moves several times a second.
 _HELD_SECONDS = 0.2
+#: How far a read running ahead may get before its consumer: pages fetched (and, for
+#: frames, decoded) that the consumer has not taken, and their size in wire form.
+AHEAD_PAGES = 16
+AHEAD_BYTES = 8 * 2**20
 
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="cassnb")
 
@@ -77,23 +81,25 @@ class _Inbox:
         self._items: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         self._scheduled = False
 
-    def put(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def put(self, callback: Callable[..., object], args: tuple[Any, ...]) -> bool:
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            return False
         with self._lock:
             self._items.append((callback, args))
             if self._scheduled:
-                return
+                return True
             self._scheduled = True
-        loop = self._loop()
         try:
-            if loop is None:
-                raise RuntimeError("the loop is gone")
             loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:
-            # A closed loop (interpreter or notebook shutting down) leaves nobody to
-            # receive it.
+            # Closed meanwhile (interpreter or notebook shutting down): nobody is left
+            # to receive it.
             with self._lock:
                 self._items.clear()
                 self._scheduled = False
+            return False
+        return True
 
     def _deliver(self) -> None:
         with self._lock:
@@ -148,9 +154,16 @@ def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
     return inbox
 
 
-def post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> None:
-    """Run ``callback(*args)`` on the loop's thread; do nothing if the loop is closed."""
-    _inbox(loop).put(callback, args)
+def post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> bool:
+    """Run ``callback(*args)`` on the loop's thread; return False (and do nothing) if the
+    loop is closed."""
+    return _inbox(loop).put(callback, args)
+
+
+def _wire_size(rows: Sequence[Any]) -> int:
+    """How many bytes a page's rows took on the wire, for a page kept in wire form (0 for
+    rows the driver decoded, whose pages are bounded by count alone)."""
+    return len(rows.body) if isinstance(rows, WirePage) else 0
 
 
 def _set_result(future: asyncio.Future[T], value: T) -> None:
@@ -256,6 +269,10 @@ class _Collector:
         if read is None:
             return
         try:
+            if self.future.get_loop().is_closed():
+                # Nobody is left to take the result.
+                self.abandon()
+                return
             if page.rows:
                 self.pages.append(page.rows)
             if self.all_pages and page.has_more:
@@ -329,12 +346,18 @@ class PageFeed:
 
     Normally the loop asks for each next page (:meth:`request_next`). A reader that takes
     every page as it comes may let the read run ahead (:meth:`run_ahead`); the pages it
-    asks for itself are then held for a moment and handed over a few at a time.
+    asks for itself are then held for a moment and handed over a few at a time, and no
+    more than ``AHEAD_PAGES`` pages, or ``AHEAD_BYTES`` of them in wire form, wait for
+    the loop's consumer (:meth:`has_room`, :meth:`consumed`).
     """
 
     __slots__ = (
         "__weakref__",
+        "_bytes_consumed",
+        "_bytes_handed",
+        "_consumed",
         "_flushed_at",
+        "_handed",
         "_held",
         "_loop",
         "_on_error",
@@ -357,22 +380,43 @@ class PageFeed:
         #: touches them.
         self._held: list[Page] = []
         self._flushed_at = 0.0
+        # Each count is written by one thread only (handed: the driver's; consumed: the
+        # loop's), so that the other may read it without a lock.
+        self._handed = self._bytes_handed = 0
+        self._consumed = self._bytes_consumed = 0
         read.listen(self._page_arrived, self._error_arrived)
 
     def run_ahead(self) -> None:
         """From the next page that arrives on, have the read ask for the page after it
-        right away, on the driver's thread, and hand pages over a few at a time (call on
-        the loop's thread).
+        right away, on the driver's thread, while there is room (call on the loop's
+        thread); pages are then handed over a few at a time.
 
         Waking the loop for every page, and the loop then sending the next request, cost
-        about a sixth of the CPU of reading an all-numeric table into a frame. Pages are
-        then fetched back to back with no bound on how many wait in the stream: only for a
-        reader that keeps every page anyway, as it arrives.
+        about a sixth of the CPU of reading an all-numeric table into a frame. The bound
+        keeps a read whose loop has stopped (an interrupted cell, a loop between
+        ``run_until_complete`` calls) from fetching and decoding the rest of the result
+        meanwhile: once it is full, the next page is asked for by the loop, when its
+        consumer takes one.
         """
         self._flushed_at = time.monotonic()
         read = self.read
         if read is not None:
-            read.run_ahead()
+            read.run_ahead(self._room_after_arrival)
+
+    def has_room(self, arriving: int = 0) -> bool:
+        """Whether one more page may be asked for, with ``arriving`` pages not counted yet
+        on their way to the consumer (callable from any thread)."""
+        waiting = len(self._held) + self._handed - self._consumed + arriving
+        return waiting < AHEAD_PAGES and self._bytes_handed - self._bytes_consumed < AHEAD_BYTES
+
+    def _room_after_arrival(self) -> bool:
+        # Asked by the read on the driver's thread as a page arrives, before it is held.
+        return self.has_room(arriving=1)
+
+    def consumed(self, rows: Sequence[Any]) -> None:
+        """Note that the consumer took a page handed over (call on the loop's thread)."""
+        self._consumed += 1
+        self._bytes_consumed += _wire_size(rows)
 
     def _page_arrived(self, page: Page) -> None:
         if self.read is None:
@@ -392,7 +436,13 @@ class PageFeed:
                 self.detach()
                 return
             for page in held:
-                post(self._loop, receiver, page)
+                if page.rows:
+                    self._handed += 1
+                    self._bytes_handed += _wire_size(page.rows)
+                if not post(self._loop, receiver, page):
+                    # A closed loop: nobody will take this read's pages.
+                    self.detach()
+                    return
         if error is not None:
             on_error = self._on_error()
             if on_error is None:
@@ -417,12 +467,13 @@ class PageFeed:
         if read is not None:
             read.cancel()
 
-    def resume(self) -> bool:
-        """Send the failed request again from the last page received (see Read.resume).
+    def resume(self, error: BaseException) -> bool:
+        """Send the request that failed with ``error`` again from the last page received,
+        if its retry policy says so (see Read.resume).
 
         Call on the loop's thread. Return False when detached.
         """
         read = self.read
         if read is None:
             return False
-        return read.resume()
+        return read.resume(error)

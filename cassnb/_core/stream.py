@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-import cassandra
-
 from cassnb._core import registry
 from cassnb._core.bridge import PageFeed, post, run_blocking
 from cassnb._core.errors import ConfigurationError, ConnectionError, QueryTimeout, translate
@@ -44,20 +42,6 @@ _END: Any = object()
 # driver while it encodes the request, which it reports as the host failing.
 MAX_FETCH_SIZE = 2**31 - 1
 _DECODE_ON_LOOP_BELOW = 256
-
-# Page failures that another coordinator, asked again from the same paging state, may well
-# not have: a replica that crashed and is not yet known to be down times the read out, and
-# a coordinator's view of which nodes are alive can lag behind a restart. A page request
-# whose connection breaks is already sent to the next host by the driver itself.
-_RESUMABLE = (
-    cassandra.ReadTimeout,
-    cassandra.ReadFailure,
-    cassandra.Unavailable,
-    cassandra.OperationTimedOut,
-)
-# The nodes convict a crashed replica in some 10 to 20 s, while each attempt may wait out
-# the server's 10 s range read timeout first: three more tries see a page through that.
-_RESUMES_PER_PAGE = 3
 
 logger = logging.getLogger("cassnb")
 
@@ -122,6 +106,7 @@ class _State:
 
     __slots__ = (
         "__weakref__",
+        "ahead",
         "buffer",
         "closed_because",
         "column_names",
@@ -134,7 +119,6 @@ class _State:
         "pages_received",
         "prefetch",
         "requesting",
-        "resumes_left",
         "trace_ids",
         "waiter",
         "warnings",
@@ -154,7 +138,8 @@ class _State:
         self.column_names: list[str] | None = None
         self.column_types: list[Any] | None = None
         self.feed: PageFeed | None = None
-        self.resumes_left = _RESUMES_PER_PAGE
+        #: The read asks for pages on the driver's thread, as far as the feed has room.
+        self.ahead = False
         self.warnings: list[str] = []
         self.trace_ids: list[UUID] = []
 
@@ -166,7 +151,6 @@ class _State:
             return
         # A feed running ahead has already asked for the next page.
         self.requesting = page.next_requested
-        self.resumes_left = _RESUMES_PER_PAGE
         if self.column_names is None:
             self.column_names = list(page.column_names or [])
             self.column_types = list(page.column_types or [])
@@ -191,14 +175,16 @@ class _State:
         self.wake()
 
     def run_ahead(self) -> None:
-        """Let the driver's thread fetch every remaining page back to back."""
+        """Let the driver's thread fetch the next pages back to back, as far as the
+        feed's bound allows."""
         if self.feed is not None and self.max_pages is None:
+            self.ahead = True
             self.feed.run_ahead()
 
     def on_error(self, exc: BaseException) -> None:
         if self.closed_because is not None:
             return
-        if isinstance(exc, _RESUMABLE) and self.resume():
+        if self.resume(exc):
             logger.info("a stream's page request failed (%s); asked again from its last page", exc)
             return
         self.requesting = False
@@ -206,17 +192,31 @@ class _State:
         self.detach()
         self.wake()
 
-    def resume(self) -> bool:
-        """Ask for the failed page again from another coordinator, a few times per page."""
+    def resume(self, exc: BaseException) -> bool:
+        """Ask for the failed page again, where the statement's retry policy says so.
+
+        The driver has put every other failure to the policy already; a client-side
+        timeout (a coordinator that stopped answering) it reports without asking. Sent
+        again from the last page received, on a fresh query plan, no row is lost or
+        repeated; each time counts as one of the policy's retries.
+        """
         feed = self.feed
-        if feed is None or self.resumes_left < 1:
+        if feed is None:
             return False
-        self.resumes_left -= 1
         try:
-            return feed.resume()
+            return feed.resume(exc)
         except Exception:
             # Could not even send it (the session is shutting down): report the failure.
             return False
+
+    def take(self) -> Sequence[Row]:
+        """Hand the consumer the oldest page waiting, and ask for more if there is room."""
+        rows = self.buffer.popleft()
+        feed = self.feed
+        if feed is not None and self.ahead:
+            feed.consumed(rows)
+        self.maybe_prefetch()
+        return rows
 
     def request(self) -> None:
         feed = self.feed
@@ -236,9 +236,15 @@ class _State:
             and not self.exhausted
             and self.error is None
             and self.closed_because is None
-            and len(self.buffer) < self.prefetch
+            and self.has_room()
         ):
             self.request()
+
+    def has_room(self) -> bool:
+        feed = self.feed
+        if self.ahead and feed is not None:
+            return feed.has_room()
+        return len(self.buffer) < self.prefetch
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -417,8 +423,7 @@ class AsyncStreamingResultSet:
                 continue
             await self._wait()
             waited = True
-        rows = state.buffer.popleft()
-        state.maybe_prefetch()
+        rows = state.take()
         self._page_number += 1
         self._rows_fetched += len(rows)
         callback = self._config.page_callback
@@ -548,7 +553,8 @@ class _Pages:
 def run_ahead(stream: AsyncStreamingResultSet) -> None:
     """Let ``stream``'s read ask for each next page as soon as the previous one arrives.
 
-    For a reader in the layers above that keeps every page, as it comes (the frames
-    layer's whole reads): no bound then holds on how many pages wait in the stream.
+    For a reader in the layers above that takes every page as it comes (the frames
+    layer's whole reads); how many pages may wait for it is bounded by the bridge's
+    ``AHEAD_PAGES`` and ``AHEAD_BYTES``.
     """
     stream._state.run_ahead()

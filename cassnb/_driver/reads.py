@@ -14,7 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-__all__ = ["OnError", "OnPage", "Page", "PublicRead", "Read"]
+from cassandra import OperationTimedOut
+from cassandra.cluster import EXEC_PROFILE_DEFAULT
+from cassandra.policies import RetryPolicy
+
+__all__ = ["OnError", "OnPage", "Page", "PublicRead", "Read", "resend_allowed"]
 
 
 class Page:
@@ -74,6 +78,30 @@ OnPage = Callable[[Page], object]
 OnError = Callable[[BaseException], object]
 
 
+def resend_allowed(
+    session: Any, policy: Any, statement: Any, consistency: Any, error: BaseException, retries: int
+) -> bool:
+    """Whether the retry policy has a request that failed with ``error`` sent again.
+
+    Only the client-side timeout is put to the policy here. The driver itself puts every
+    error answer and every lost connection to the statement's policy before it reports
+    the failure (and reports a read failure without asking it, as it does for plain
+    reads), so what reaches a read has already been refused a retry; the driver never
+    asks the policy about its own timeout. A read sent again counts as one more retry.
+    As in the driver, "retry on the next host" ends when no other host is left: here,
+    after one retry fewer than the hosts that are up.
+    """
+    if not isinstance(error, OperationTimedOut):
+        return False
+    decision, _ = policy.on_request_error(statement, consistency, error, retries)
+    if decision == RetryPolicy.RETRY:
+        return True
+    if decision != RetryPolicy.RETRY_NEXT_HOST:
+        return False
+    hosts_up = sum(1 for host in session.cluster.metadata.all_hosts() if host.is_up)
+    return retries < hosts_up - 1
+
+
 class Read(abc.ABC):
     """A statement sent to the cluster; its pages go to one listener, one at a time."""
 
@@ -88,18 +116,23 @@ class Read(abc.ABC):
         """Ask for the page after the last one that arrived (from any thread)."""
 
     @abc.abstractmethod
-    def run_ahead(self) -> None:
-        """From the next page that arrives on, ask for the page after it right away.
+    def run_ahead(self, may_ask: Callable[[], bool]) -> None:
+        """From the next page that arrives on, ask for the page after it right away, each
+        time ``may_ask()`` (called on the driver's thread) allows it.
 
-        For a reader that keeps every page as it comes; such pages say so
-        (``Page.next_requested``). Call on the loop's thread.
+        For a reader that keeps every page as it comes; pages asked for so say
+        (``Page.next_requested``), and after one that does not, the next is asked for
+        with :meth:`next_page`. Call on the loop's thread.
         """
 
     @abc.abstractmethod
-    def resume(self) -> bool:
-        """Send the failed request again, from the last page received, on a fresh query plan.
+    def resume(self, error: BaseException) -> bool:
+        """Send the request that failed with ``error`` again, from the last page received,
+        on a fresh query plan, if the statement's retry policy says so (see
+        :func:`resend_allowed`).
 
-        The rows already received are not asked for again. Return False once cancelled.
+        The rows already received are not asked for again. Return False when the policy
+        says no, or once cancelled.
         """
 
     @abc.abstractmethod
@@ -119,17 +152,19 @@ class PublicRead(Read):
     semantics: it starts no client-side timer for them (the first page's, cancelled,
     stays in place), so on this path ``timeout=`` bounds the first page's request only;
     the server's own timeouts, and ``StreamConfig.timeout_seconds``, still bound the rest.
-    A failed request is sent again with ``execute_async(statement, paging_state=...)``
-    from the last page received.
+    A request that timed out is sent again, where the retry policy says so (see
+    :func:`resend_allowed`), with ``execute_async(statement, paging_state=...)`` from the
+    last page received.
     """
 
     __slots__ = (
-        "_ahead",
         "_future",
+        "_may_ask",
         "_next_from",
         "_on_error",
         "_on_page",
         "_options",
+        "_resumes",
         "_sent_from",
         "_session",
         "_statement",
@@ -152,7 +187,9 @@ class PublicRead(Read):
         self._options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         self._on_page: OnPage | None = None
         self._on_error: OnError | None = None
-        self._ahead = False
+        self._may_ask: Callable[[], bool] | None = None
+        #: How many times this read was sent again (each counts as a retry of the policy).
+        self._resumes = 0
         #: Where the request in flight starts, and where the next one would.
         self._sent_from = paging_state
         self._next_from: bytes | None = None
@@ -212,7 +249,8 @@ class PublicRead(Read):
             self._error_arrived(exc, future)
             return
         self._next_from = page.paging_state
-        if self._ahead and page.has_more:
+        may_ask = self._may_ask
+        if may_ask is not None and page.has_more and may_ask():
             try:
                 self.next_page()
                 page.next_requested = True
@@ -234,19 +272,36 @@ class PublicRead(Read):
         self._sent_from = self._next_from
         future.start_fetching_next_page()
 
-    def run_ahead(self) -> None:
-        self._ahead = True
+    def run_ahead(self, may_ask: Callable[[], bool]) -> None:
+        self._may_ask = may_ask
 
-    def resume(self) -> bool:
+    def _retry_policy(self) -> Any:
+        # Whom the driver asks: the statement's policy, else the default profile's.
+        policy = getattr(self._statement, "retry_policy", None)
+        if policy is not None:
+            return policy
+        try:
+            return self._session.get_execution_profile(EXEC_PROFILE_DEFAULT).retry_policy
+        except ValueError:  # a cluster configured the legacy way, without profiles
+            return self._session.cluster.default_retry_policy
+
+    def resume(self, error: BaseException) -> bool:
         failed = self._future
         if failed is None:
             return False
+        consistency = getattr(self._statement, "consistency_level", None)
+        if not resend_allowed(
+            self._session, self._retry_policy(), self._statement, consistency, error, self._resumes
+        ):
+            return False
+        self._resumes += 1
         failed.clear_callbacks()
         self._traces_seen = 0
         self._listen_to(self._send(self._sent_from))
         return True
 
     def cancel(self) -> None:
+        self._may_ask = None
         future, self._future = self._future, None
         if future is not None:
             future.clear_callbacks()

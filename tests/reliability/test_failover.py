@@ -262,24 +262,15 @@ async def test_a_whole_read_survives_its_coordinator_being_killed(
     asked: list[Any] = []  # the requests the driver's thread asked a next page of
     reached = asyncio.Event()
     ask = fast_reads.start_next_page
-    send = fast_reads._DirectAsk.send
 
-    def note(response_future: Any) -> None:
+    def spy(response_future: Any) -> None:
         if threading.current_thread() is not loop_thread:
             asked.append(response_future)
             if len(asked) == 50:
                 loop.call_soon_threadsafe(reached.set)
-
-    def spy(response_future: Any) -> None:
-        note(response_future)
         ask(response_future)
 
-    def direct(direct_ask: fast_reads._DirectAsk) -> bool:
-        note(direct_ask.response_future)
-        return send(direct_ask)
-
     monkeypatch.setattr(fast_reads, "start_next_page", spy)
-    monkeypatch.setattr(fast_reads._DirectAsk, "send", direct)
     killed: int | None = None
     asked_at_kill = 0
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from cassandra import OperationTimedOut
 
 from cassnb._core import bridge as _bridge
 from cassnb._core.bridge import (
@@ -31,7 +30,7 @@ from cassnb._core.bridge import (
     run_blocking_sync,
     run_shutdown,
 )
-from cassnb._driver.fast.reads import FastRead, _DirectAsk
+from cassnb._driver.fast.reads import FastRead
 
 
 class CancelledTimer:
@@ -506,63 +505,50 @@ async def test_a_feed_that_cannot_run_ahead_leaves_the_request_to_the_loop() -> 
     feed.detach()
 
 
-class Timers:
-    """The reactor's timers, as a feed's watchdog creates them: noted, never fired."""
-
-    def __init__(self) -> None:
-        self.created: list[tuple[float, Callable[[], None]]] = []
-
-    def create_timer(self, timeout: float, callback: Callable[[], None]) -> CancelledTimer:
-        self.created.append((timeout, callback))
-        return CancelledTimer(callback)
-
-
-async def _read_waiting_for_a_direct_answer() -> tuple[FastRead, Arrivals, _DirectAsk, Timers]:
-    """A fed read whose request timeout is 10 s, with a direct request just sent."""
-    future: Any = DriverThreadFuture([[1], [2]])
-    timers = Timers()
-    future.timeout = 10.0
-    future._current_host = "node 1"
-    future.session = type("Session", (), {"cluster": type("Cluster", (), {})()})()
-    future.session.cluster.connection_class = timers
+async def test_a_feed_running_ahead_stops_asking_once_its_bound_waits_for_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_bridge, "AHEAD_PAGES", 3)
+    future = DriverThreadFuture([[1], [2], [3], [4], [5], [6]])
     receiver = Arrivals(future)
-    read = FastRead(future)
-    PageFeed(read, asyncio.get_running_loop(), receiver.on_page, receiver.on_error)
-    await receiver.until(lambda: bool(receiver.pages))
-    # As if a next-page request had just been sent straight on a connection.
-    asked = read._asked = _DirectAsk(read, future)
-    asked.sent_at = time.monotonic()
-    read._watch(future)
-    return read, receiver, asked, timers
+    feed = PageFeed(
+        FastRead(future), asyncio.get_running_loop(), receiver.on_page, receiver.on_error
+    )
+    feed.run_ahead()
+    await receiver.until(lambda: len(receiver.pages) == 3)
+    # The third page filled the bound: the driver's thread did not ask for the fourth.
+    await asyncio.sleep(0.1)
+    assert [page.rows for page in receiver.pages] == [[1], [2], [3]]
+    assert [page.next_requested for page in receiver.pages] == [True, True, False]
+    assert future.requests == 3 and not feed.has_room()
+    # The consumer takes one: there is room for one more, which the loop asks for; the
+    # driver's thread goes on asking while there is room.
+    feed.consumed(receiver.pages[0].rows)
+    assert feed.has_room()
+    feed.request_next()
+    await receiver.until(lambda: len(receiver.pages) == 4)
+    await asyncio.sleep(0.1)
+    assert future.requests == 4 and not receiver.pages[3].next_requested
+    for page in receiver.pages[1:]:
+        feed.consumed(page.rows)
+    feed.request_next()
+    await receiver.until(lambda: len(receiver.pages) == 6)
+    assert [page.rows for page in receiver.pages] == [[1], [2], [3], [4], [5], [6]]
+    assert future.requests == 6
+    feed.detach()
 
 
-async def test_a_direct_request_times_out_a_request_timeout_after_it_was_sent() -> None:
-    read, receiver, asked, timers = await _read_waiting_for_a_direct_answer()
-    assert [timeout for timeout, _ in timers.created] == [10.0]
-    # One timer serves several pages: it fires early for a request sent after it was set,
-    # and is moved on to that request's deadline.
-    asked.sent_at -= 4.0
-    read._deadline()
-    assert len(timers.created) == 2 and 5.9 < timers.created[1][0] <= 6.0
-    assert receiver.errors == [] and read._asked is asked
-    asked.sent_at -= 6.0
-    read._deadline()
-    await receiver.until(lambda: bool(receiver.errors))
-    assert isinstance(receiver.errors[0], OperationTimedOut)
-    assert "node 1" in str(receiver.errors[0])
-    # Its answer, if it still comes, is not taken.
-    assert read._asked is None
-    read.cancel()
-
-
-async def test_a_watchdog_that_fails_tells_the_stream_and_never_raises() -> None:
-    read, receiver, _, _ = await _read_waiting_for_a_direct_answer()
-    # The reactor would call a raising timer callback again and again.
-    read.response_future.timeout = "ten seconds"
-    read._deadline()
-    await receiver.until(lambda: bool(receiver.errors))
-    assert isinstance(receiver.errors[0], TypeError)
-    read.cancel()
+def test_a_feed_whose_loop_closed_stops_its_read() -> None:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    future = DriverThreadFuture([[1], [2], [3]])
+    receiver = Receiver()
+    # The first page, handed over, finds nobody to take it.
+    feed = PageFeed(FastRead(future), loop, receiver.on_page, receiver.on_error)
+    future.join()
+    assert feed.read is None
+    assert future._callbacks == []
+    assert future.requests == 1 and receiver.pages == []
 
 
 async def test_page_feed_never_keeps_its_receiver_alive() -> None:
