@@ -131,6 +131,7 @@ class _State:
         "feed",
         "loop",
         "max_pages",
+        "page_columns",
         "pages_received",
         "prefetch",
         "requesting",
@@ -142,7 +143,8 @@ class _State:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: StreamConfig) -> None:
         self.loop = loop
-        self.buffer: deque[Sequence[Row]] = deque()
+        #: Pages received and not yet handed out, with their own column names and types.
+        self.buffer: deque[tuple[Sequence[Row], list[str], list[Any]]] = deque()
         self.requesting = True
         self.exhausted = False
         self.error: BaseException | None = None
@@ -153,6 +155,8 @@ class _State:
         self.prefetch = config.prefetch
         self.column_names: list[str] | None = None
         self.column_types: list[Any] | None = None
+        #: The column names and types of the page last handed out.
+        self.page_columns: tuple[list[str], list[Any]] | None = None
         self.feed: PageFeed | None = None
         self.resumes_left = _RESUMES_PER_PAGE
         self.warnings: list[str] = []
@@ -167,9 +171,11 @@ class _State:
         # A feed running ahead has already asked for the next page.
         self.requesting = page.next_requested
         self.resumes_left = _RESUMES_PER_PAGE
+        names = list(page.column_names or [])
+        types = list(page.column_types or [])
         if self.column_names is None:
-            self.column_names = list(page.column_names or [])
-            self.column_types = list(page.column_types or [])
+            self.column_names = names
+            self.column_types = types
         for warning in page.warnings or ():
             # Every page of a read may repeat a warning: it is kept once.
             if warning not in self.warnings:
@@ -180,7 +186,8 @@ class _State:
         # never see those, and they do not count as pages.
         if page.rows:
             self.pages_received += 1
-            self.buffer.append(page.rows)
+            # A schema change between two pages changes the columns of the pages after it.
+            self.buffer.append((page.rows, names, types))
         if not page.has_more or (
             self.max_pages is not None and self.pages_received >= self.max_pages
         ):
@@ -304,13 +311,33 @@ class AsyncStreamingResultSet:
 
     @property
     def column_names(self) -> list[str] | None:
-        """The result's column names, known once the first page has arrived."""
+        """The result's column names, known once the first page has arrived.
+
+        Those of the first page: when the table's columns change while the result is
+        read, later pages have others (:attr:`page_column_names`).
+        """
         return self._state.column_names
 
     @property
     def column_types(self) -> list[Any] | None:
         """The driver's CQL type classes of the columns, known once the first page arrived."""
         return self._state.column_types
+
+    @property
+    def page_column_names(self) -> list[str] | None:
+        """The column names of the page last handed out (None before the first).
+
+        Every page carries its own: a column added to or dropped from the table while the
+        result is read appears in, or goes from, the pages read after the change.
+        """
+        columns = self._state.page_columns
+        return None if columns is None else columns[0]
+
+    @property
+    def page_column_types(self) -> list[Any] | None:
+        """The driver's CQL type classes of the columns of the page last handed out."""
+        columns = self._state.page_columns
+        return None if columns is None else columns[1]
 
     @property
     def warnings(self) -> list[str]:
@@ -417,7 +444,8 @@ class AsyncStreamingResultSet:
                 continue
             await self._wait()
             waited = True
-        rows = state.buffer.popleft()
+        rows, names, types = state.buffer.popleft()
+        state.page_columns = (names, types)
         state.maybe_prefetch()
         self._page_number += 1
         self._rows_fetched += len(rows)
