@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 from tqdm.std import tqdm
 
-from cassnb._core.errors import ConfigurationError
+from cassnb._core.errors import ConfigurationError, translate
 from cassnb._core.stream import StreamConfig, run_ahead
+from cassnb._driver import PageDecodeError
 from cassnb._frames import columnar as _columnar
 from cassnb._frames.follow import FrameColumns
 from cassnb._frames.join import built, join_adjacent
@@ -107,6 +108,21 @@ def _frame_columns(
 def _page_columns(stream: AsyncStreamingResultSet) -> tuple[list[str], list[Any]]:
     """The columns of the page the stream handed out last: each page has its own."""
     return stream.page_column_names or [], stream.page_column_types or []
+
+
+def _decoding(
+    decode: Callable[[Sequence[Any], FrameSchema], list[Column]],
+) -> Callable[[Sequence[Any], FrameSchema], list[Column]]:
+    """Return ``decode`` raising cassnb's error for a page whose bytes cannot be decoded."""
+
+    def decoded(page: Sequence[Any], schema: FrameSchema) -> list[Column]:
+        try:
+            return decode(page, schema)
+        except PageDecodeError as exc:
+            # A page in wire form that the row-wise decoder reads the driver's way.
+            raise translate(exc) from exc
+
+    return decoded
 
 
 def bar_class() -> type[tqdm[Any]]:
@@ -194,6 +210,7 @@ async def collect_pages(
     decode_for_join = getattr(page_decoder, "decode_for_join", None)
     if decode_for_join is not None:
         decode = functools.partial(decode_for_join, ahead=max_rows is None)
+    decode = _decoding(decode)
     # Once pages are decoded as they arrive, the loop has nothing to do per page: the
     # driver's thread may then fetch them back to back and hand them over in batches.
     decoded_ahead = getattr(page_decoder, "decoded_ahead", None) if max_rows is None else None
@@ -246,7 +263,7 @@ async def stream_frames(
     backend = check_backend(dtype_backend)
     columns: FrameColumns | None = None
     empty = True
-    decode = page_decoder.decode
+    decode = _decoding(page_decoder.decode)
     async with _pages(stream) as pages:
         async for page in pages:
             if columns is None:
