@@ -146,13 +146,16 @@ def join_pages(pages: list[Sequence[Row]]) -> Sequence[Row]:
     """Return the rows of several pages as one sequence."""
     if len(pages) == 1:
         return pages[0]
-    if all(isinstance(page, Rows) for page in pages):
-        first = pages[0]
-        assert isinstance(first, Rows)
+    first = pages[0]
+    if isinstance(first, Rows) and all(
+        isinstance(page, Rows) and page._make is first._make for page in pages
+    ):
         raw: list[tuple[Any, ...]] = []
         for page in pages:
             raw.extend(page._raw)  # type: ignore[attr-defined]
         return Rows(raw, first._make)
+    # Pages with other columns (the table changed between two of them) keep their own
+    # names: each row is made by its page.
     return [row for page in pages for row in page]
 
 

@@ -116,7 +116,9 @@ class _State:
         "feed",
         "loop",
         "max_pages",
+        "page_columns",
         "pages_received",
+        "paging_state",
         "prefetch",
         "requesting",
         "trace_ids",
@@ -126,7 +128,11 @@ class _State:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, config: StreamConfig) -> None:
         self.loop = loop
-        self.buffer: deque[Sequence[Row]] = deque()
+        #: Pages received and not yet handed out, with their own column names and types.
+        self.buffer: deque[tuple[Sequence[Row], list[str], list[Any], bytes | None]] = deque()
+        #: Where the result goes on after the last page handed to the consumer (never a
+        #: page fetched ahead of it).
+        self.paging_state: bytes | None = None
         self.requesting = True
         self.exhausted = False
         self.error: BaseException | None = None
@@ -137,6 +143,8 @@ class _State:
         self.prefetch = config.prefetch
         self.column_names: list[str] | None = None
         self.column_types: list[Any] | None = None
+        #: The column names and types of the page last handed out.
+        self.page_columns: tuple[list[str], list[Any]] | None = None
         self.feed: PageFeed | None = None
         #: The read asks for pages on the driver's thread, as far as the feed has room.
         self.ahead = False
@@ -151,9 +159,11 @@ class _State:
             return
         # A feed running ahead has already asked for the next page.
         self.requesting = page.next_requested
+        names = list(page.column_names or [])
+        types = list(page.column_types or [])
         if self.column_names is None:
-            self.column_names = list(page.column_names or [])
-            self.column_types = list(page.column_types or [])
+            self.column_names = names
+            self.column_types = types
         for warning in page.warnings or ():
             # Every page of a read may repeat a warning: it is kept once.
             if warning not in self.warnings:
@@ -164,7 +174,8 @@ class _State:
         # never see those, and they do not count as pages.
         if page.rows:
             self.pages_received += 1
-            self.buffer.append(page.rows)
+            # A schema change between two pages changes the columns of the pages after it.
+            self.buffer.append((page.rows, names, types, page.paging_state))
         if not page.has_more or (
             self.max_pages is not None and self.pages_received >= self.max_pages
         ):
@@ -211,7 +222,8 @@ class _State:
 
     def take(self) -> Sequence[Row]:
         """Hand the consumer the oldest page waiting, and ask for more if there is room."""
-        rows = self.buffer.popleft()
+        rows, names, types, self.paging_state = self.buffer.popleft()
+        self.page_columns = (names, types)
         feed = self.feed
         if feed is not None and self.ahead:
             feed.consumed(rows)
@@ -309,14 +321,41 @@ class AsyncStreamingResultSet:
         return self._rows_fetched
 
     @property
+    def paging_state(self) -> bytes | None:
+        """Where the result goes on after the last page handed to the consumer (for
+        ``session.execute_page(..., paging_state=...)``). None before the first page, and
+        after the last; a page fetched ahead and not handed over yet never counts."""
+        return self._state.paging_state
+
+    @property
     def column_names(self) -> list[str] | None:
-        """The result's column names, known once the first page has arrived."""
+        """The result's column names, known once the first page has arrived.
+
+        Those of the first page: when the table's columns change while the result is
+        read, later pages have others (:attr:`page_column_names`).
+        """
         return self._state.column_names
 
     @property
     def column_types(self) -> list[Any] | None:
         """The driver's CQL type classes of the columns, known once the first page arrived."""
         return self._state.column_types
+
+    @property
+    def page_column_names(self) -> list[str] | None:
+        """The column names of the page last handed out (None before the first).
+
+        Every page carries its own: a column added to or dropped from the table while the
+        result is read appears in, or goes from, the pages read after the change.
+        """
+        columns = self._state.page_columns
+        return None if columns is None else columns[0]
+
+    @property
+    def page_column_types(self) -> list[Any] | None:
+        """The driver's CQL type classes of the columns of the page last handed out."""
+        columns = self._state.page_columns
+        return None if columns is None else columns[1]
 
     @property
     def warnings(self) -> list[str]:

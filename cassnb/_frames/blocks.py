@@ -47,6 +47,7 @@ class FixedBlock:
         "kinds",
         "mappings",
         "masks",
+        "names",
         "outs",
         "plans",
         "populated",
@@ -60,6 +61,7 @@ class FixedBlock:
         self.kinds = layout.kinds
         self.plans = {position: layout.plans[position] for position in positions}
         self.codecs = dict(zip(layout.schema.positions, layout.schema.codecs, strict=True))
+        self.names = dict(zip(layout.schema.positions, layout.schema.names, strict=True))
         widest = max(self.plans[position].values.itemsize for position in positions)
         #: Rows every column has room for, and rows backed with memory ahead at most.
         self.capacity = _RESERVED_BYTES // widest
@@ -138,6 +140,7 @@ class FixedBlock:
             self.codecs[position],
             (),
             None,
+            self.names[position],
         )
         return plan.build(plan.typed(decoded))
 

@@ -55,6 +55,9 @@ class _ReadState:
         """Decode a page as it arrives (on the driver's thread); never raise."""
         schema = self.ahead
         assert schema is not None
+        if not schema.matches(page.column_names, page.column_types):
+            # The table changed: the loop decodes the page by its own columns.
+            return
         try:
             page.decoded = (schema, decode_page(page, schema))
         except Exception as exc:  # raised where the page is read, on the loop
@@ -137,7 +140,11 @@ def _decode_page(page: WirePage, schema: FrameSchema) -> list[Column]:
     if c is None:
         raise RuntimeError("the native page decoder is not available")
     metadata = page.column_metadata
-    layout = _layout(schema, [column[3] for column in metadata])
+    types = [column[3] for column in metadata]
+    if not schema.matches([column[2] for column in metadata], types):
+        # Decoded by another page's positions, its values would land under other names.
+        raise ValueError("the page's columns are not those the frame's columns were made for")
+    layout = _layout(schema, types)
     rows = len(page)
     body, start = page.body, page.rows_start
     if layout.scan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
+from cassnb._core.errors import QueryError
 from cassnb._driver import WirePage
 from cassnb._frames.compiled import RAW, SCANNED, WIDTHS, native
 
@@ -26,7 +27,7 @@ __all__ = ["Build", "Decoded", "Plan", "column_buffers", "plan_for"]
 class Decoded:
     """One column of a decoded page: the C decoder's output and what its builder needs."""
 
-    __slots__ = ("buffers", "codec", "metadata", "nulls", "objects", "page", "rows")
+    __slots__ = ("buffers", "codec", "metadata", "name", "nulls", "objects", "page", "rows")
 
     def __init__(
         self,
@@ -37,6 +38,7 @@ class Decoded:
         codec: ColumnCodec,
         metadata: tuple[Any, ...],
         page: WirePage | None,
+        name: str | None = None,
     ) -> None:
         self.rows = rows
         self.nulls = nulls
@@ -44,6 +46,8 @@ class Decoded:
         self.objects = objects
         self.codec = codec
         self.metadata = metadata
+        #: The column's name, for errors.
+        self.name: str = name if name is not None else str(metadata[2]) if metadata else "?"
         #: The page, for builders that decode its bytes again (None once they are done).
         self.page = page
 
@@ -170,6 +174,16 @@ def _plans() -> tuple[dict[str, tuple[Any, Plan]], dict[str, tuple[Any, Plan]]]:
     utc_millis = pd.DatetimeTZDtype("ms", "UTC")
 
     def timestamps(d: Decoded) -> Column:
+        assert d.buffers is not None
+        values, mask = d.buffers
+        # The smallest bigint is a timestamp Cassandra stores, and NaT's bits: it would
+        # read as NULL. The minimum first: no array is made unless it is there.
+        if len(values) and values.min() == nat and (values[~mask] == nat).any():
+            raise QueryError(
+                f"column {d.name!r} holds the timestamp -9223372036854775808 ms, which "
+                "datetime64[ms, UTC] can only hold as NaT (NULL): read it with "
+                f'dtype_backend="pyarrow", or as a number with CAST({d.name} AS bigint)'
+            )
         # Integers are read as instants in UTC: the array views them, where localizing
         # datetime64 values to UTC would copy them.
         return cast("Column", pd.array(ticks(d), dtype=utc_millis, copy=False))

@@ -24,9 +24,11 @@ import numpy as np
 import pandas as pd
 from tqdm.std import tqdm
 
-from cassnb._core.errors import ConfigurationError
+from cassnb._core.errors import ConfigurationError, translate
 from cassnb._core.stream import StreamConfig, run_ahead
+from cassnb._driver import PageDecodeError
 from cassnb._frames import columnar as _columnar
+from cassnb._frames.follow import FrameColumns
 from cassnb._frames.join import built, join_adjacent
 from cassnb._frames.types import (
     DTYPE_BACKENDS,
@@ -92,25 +94,35 @@ def concat_chunks(chunks: list[Column]) -> Column:
     return cast(Column, cast(Any, type(first))._concat_same_type(chunks))
 
 
-def _result_schema(
-    stream: AsyncStreamingResultSet,
-    dtype_backend: DtypeBackend,
-    wanted: Sequence[str] | None,
-) -> FrameSchema:
-    names: Sequence[str] = stream.column_names or ()
-    types: Sequence[Any] = stream.column_types or ()
-    if wanted is None:
-        return FrameSchema.from_metadata(names, types, dtype_backend)
-    position: dict[str, int] = {}
-    for index, name in enumerate(names):
-        position.setdefault(name, index)
-    unknown = [name for name in wanted if name not in position]
-    if unknown:
-        raise ConfigurationError(
-            f"column(s) {', '.join(map(repr, unknown))} not in the result; "
-            f"it has {', '.join(map(repr, names)) or 'no columns'}"
-        )
-    return FrameSchema.from_metadata(names, types, dtype_backend, [position[n] for n in wanted])
+def _frame_columns(
+    stream: AsyncStreamingResultSet, dtype_backend: DtypeBackend, wanted: Sequence[str] | None
+) -> FrameColumns:
+    """Start a frame's columns from the page the stream handed out last (or its first)."""
+    names = stream.page_column_names
+    types = stream.page_column_types
+    if names is None or types is None:
+        names, types = stream.column_names or [], stream.column_types or []
+    return FrameColumns(names, types, dtype_backend, wanted)
+
+
+def _page_columns(stream: AsyncStreamingResultSet) -> tuple[list[str], list[Any]]:
+    """The columns of the page the stream handed out last: each page has its own."""
+    return stream.page_column_names or [], stream.page_column_types or []
+
+
+def _decoding(
+    decode: Callable[[Sequence[Any], FrameSchema], list[Column]],
+) -> Callable[[Sequence[Any], FrameSchema], list[Column]]:
+    """Return ``decode`` raising cassnb's error for a page whose bytes cannot be decoded."""
+
+    def decoded(page: Sequence[Any], schema: FrameSchema) -> list[Column]:
+        try:
+            return decode(page, schema)
+        except PageDecodeError as exc:
+            # A page in wire form that the row-wise decoder reads the driver's way.
+            raise translate(exc) from exc
+
+    return decoded
 
 
 def bar_class() -> type[tqdm[Any]]:
@@ -188,7 +200,7 @@ async def collect_pages(
     max_rows: int | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    schema: FrameSchema | None = None
+    columns: FrameColumns | None = None
     chunks: list[list[Column]] = []
     rows = 0
     # Every page ends up in the one frame: a decoder that can lay them out for a join
@@ -198,22 +210,30 @@ async def collect_pages(
     decode_for_join = getattr(page_decoder, "decode_for_join", None)
     if decode_for_join is not None:
         decode = functools.partial(decode_for_join, ahead=max_rows is None)
+    decode = _decoding(decode)
     # Once pages are decoded as they arrive, the loop has nothing to do per page: the
     # driver's thread may then fetch them back to back and hand them over in batches.
     decoded_ahead = getattr(page_decoder, "decoded_ahead", None) if max_rows is None else None
     async with _pages(stream) as pages:
         with _untraced_by_gc() as spare_kept_objects:
             async for page in pages:
-                if schema is None:
-                    schema = _result_schema(stream, dtype_backend, wanted)
-                    chunks = [[] for _ in schema.names]
+                if columns is None:
+                    columns = _frame_columns(stream, dtype_backend, wanted)
+                # Each page by its own columns: the table may change while it is read.
+                page_columns = columns.follow(*_page_columns(stream))
+                for added in columns.codecs[len(chunks) :]:
+                    # A column the result gained: NULL in the rows read before it.
+                    chunks.append([added.missing(rows)] if rows else [])
                 if max_rows is not None and rows + len(page) > max_rows:
                     page = page[: max_rows - rows]
                 if page:
                     if decoded_ahead is not None and decoded_ahead(page):
                         run_ahead(stream)
                         decoded_ahead = None
-                    for column, array in zip(chunks, decode(page, schema), strict=True):
+                    arrays = columns.place(
+                        page_columns, decode(page, page_columns.schema), len(page)
+                    )
+                    for column, array in zip(chunks, arrays, strict=True):
                         column.append(array)
                     spare_kept_objects()
                     rows += len(page)
@@ -221,36 +241,42 @@ async def collect_pages(
                         progress.update(len(page))
                 if max_rows is not None and rows >= max_rows:
                     break
-    if schema is None:
-        schema = _result_schema(stream, dtype_backend, wanted)
+    if columns is None:
+        columns = _frame_columns(stream, dtype_backend, wanted)
     if rows == 0:
-        return frame_of(schema.names, schema.empty_columns())
+        return frame_of(columns.names, columns.empty())
     arrays = []
     for column in chunks:
         arrays.append(concat_chunks(column))
         # Free each column's pages as soon as it is joined: peak memory stays near one frame.
         column.clear()
-    return frame_of(schema.names, arrays)
+    return frame_of(columns.names, arrays)
 
 
 async def stream_frames(
     stream: AsyncStreamingResultSet, *, dtype_backend: DtypeBackend = "numpy_nullable"
 ) -> AsyncIterator[pd.DataFrame]:
-    """Yield one DataFrame per page of ``stream``; an empty result yields one empty frame."""
+    """Yield one DataFrame per page of ``stream``; an empty result yields one empty frame.
+
+    Each frame has the columns of the frames before it, and any the result gained since.
+    """
     backend = check_backend(dtype_backend)
-    schema: FrameSchema | None = None
+    columns: FrameColumns | None = None
     empty = True
+    decode = _decoding(page_decoder.decode)
     async with _pages(stream) as pages:
         async for page in pages:
-            if schema is None:
-                schema = _result_schema(stream, backend, None)
+            if columns is None:
+                columns = _frame_columns(stream, backend, None)
+            page_columns = columns.follow(*_page_columns(stream))
             if page:
                 empty = False
-                yield frame_of(schema.names, page_decoder.decode(page, schema))
+                arrays = decode(page, page_columns.schema)
+                yield frame_of(columns.names, columns.place(page_columns, arrays, len(page)))
     if empty:
         # So that pd.concat over the frames always has the result's columns and dtypes.
-        schema = schema or _result_schema(stream, backend, None)
-        yield frame_of(schema.names, schema.empty_columns())
+        columns = columns or _frame_columns(stream, backend, None)
+        yield frame_of(columns.names, columns.empty())
 
 
 async def stream_to_dataframe(

@@ -39,6 +39,7 @@ __all__ = [
     "cql_kind",
     "cql_type_name",
     "identity",
+    "type_signature",
 ]
 
 DtypeBackend: TypeAlias = Literal["numpy_nullable", "pyarrow"]
@@ -65,6 +66,10 @@ class ColumnCodec:
     na_value: Any
     to_array: ToArray
 
+    def missing(self, rows: int) -> Column:
+        """Return a column of ``rows`` NULLs."""
+        return self.to_array([None] * rows)
+
 
 def cql_type_name(cqltype: type[Any]) -> str:
     """Return the CQL spelling of a driver type class, e.g. ``map<text, frozen<list<int>>>``."""
@@ -79,6 +84,31 @@ def cql_type_name(cqltype: type[Any]) -> str:
         return f"frozen<{cql_type_name(subtypes[0])}>"
     if subtypes:
         return f"{cqltype.typename}<{', '.join(cql_type_name(t) for t in subtypes)}>"
+    return str(cqltype.typename)
+
+
+def type_signature(cqltype: type[Any]) -> str:
+    """Return what tells two types apart: the CQL spelling, with user types' fields in it.
+
+    The driver makes a new class for a parameterized type every time it reads one, so
+    types are compared by this, not by identity; a user type altered to have another
+    field reads the same in CQL but is another type.
+    """
+    if issubclass(cqltype, cqltypes.UserType):
+        fields = ", ".join(
+            f"{name} {type_signature(sub)}"
+            for name, sub in zip(cqltype.fieldnames, cqltype.subtypes, strict=True)
+        )
+        return f"{cqltype.typename}<{fields}>"
+    if issubclass(cqltype, cqltypes.VectorType):
+        return cql_type_name(cqltype)
+    subtypes: Sequence[type[Any]] = getattr(cqltype, "subtypes", ())
+    if issubclass(cqltype, cqltypes.ReversedType):
+        return type_signature(subtypes[0])
+    if issubclass(cqltype, cqltypes.FrozenType):
+        return f"frozen<{type_signature(subtypes[0])}>"
+    if subtypes:
+        return f"{cqltype.typename}<{', '.join(type_signature(t) for t in subtypes)}>"
     return str(cqltype.typename)
 
 
@@ -368,11 +398,18 @@ def column_codec(cqltype: type[Any], dtype_backend: DtypeBackend) -> ColumnCodec
 
 @dataclass(frozen=True, slots=True)
 class FrameSchema:
-    """The columns a frame is built from: names, positions in the row, and codecs."""
+    """The columns a frame is built from: names, positions in the row, and codecs.
+
+    ``page_names`` and ``page_types`` are every column of the pages the schema decodes,
+    when it was made from them: a page with other columns (the table changed between two
+    pages) does not fit it (:meth:`matches`).
+    """
 
     names: tuple[str, ...]
     positions: tuple[int, ...]
     codecs: tuple[ColumnCodec, ...]
+    page_names: tuple[str, ...] | None = None
+    page_types: tuple[Any, ...] | None = None
 
     @classmethod
     def from_metadata(
@@ -388,6 +425,23 @@ class FrameSchema:
             names=tuple(column_names[p] for p in keep),
             positions=tuple(keep),
             codecs=tuple(column_codec(column_types[p], dtype_backend) for p in keep),
+            page_names=tuple(column_names),
+            page_types=tuple(column_types),
+        )
+
+    def matches(self, names: Sequence[str], types: Sequence[Any]) -> bool:
+        """Whether a page with these columns is decoded with this schema.
+
+        True when the schema was not made from a page's columns.
+        """
+        known = self.page_types
+        if known is None:
+            return True
+        if len(types) != len(known) or tuple(names) != self.page_names:
+            return False
+        return all(
+            new is old or type_signature(new) == type_signature(old)
+            for new, old in zip(types, known, strict=True)
         )
 
     def empty_columns(self) -> list[Column]:

@@ -350,3 +350,26 @@ async def test_a_later_page_from_a_frozen_node_times_out_and_its_id_is_orphaned(
     await _until_released(session)
     rows = await session.execute(f"{query} AND c < 3")
     assert [row.c for row in rows] == [0, 1, 2]
+
+
+async def test_a_stream_stopped_early_goes_on_after_the_last_page_it_handed_over(
+    session: AsyncSession,
+) -> None:
+    query = f"SELECT p, c, v FROM {KEYSPACE}.paged WHERE p = 0"
+    stream = await session.execute_stream(
+        query, stream_config=StreamConfig(fetch_size=10, prefetch=3)
+    )
+    async with stream:
+        pages = stream.pages()
+        assert stream.paging_state is None
+        for _ in range(2):
+            await pages.__anext__()
+        # Wait until pages after the second are fetched ahead of the consumer.
+        deadline = time.monotonic() + 10
+        while len(stream._state.buffer) < 3 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert len(stream._state.buffer) == 3
+        paging_state = stream.paging_state
+    assert paging_state is not None
+    rest = await session.execute_page(query, fetch_size=10, paging_state=paging_state)
+    assert [row.c for row in rest] == list(range(20, 30))

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from _reliability import eventually, report, sized
 from cassandra import ReadTimeout
-from cassandra.policies import WhiteListRoundRobinPolicy
-from cassandra.query import BatchStatement, BatchType
+from cassandra.policies import RetryPolicy, WhiteListRoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
 from cassnb import (
     AsyncCluster,
@@ -180,6 +180,27 @@ async def _wait_for_full_ring(session: AsyncSession) -> None:
     await eventually(all_replicas_up, within=90, every=0.5)
 
 
+class PatientRetryPolicy(RetryPolicy):
+    """Retries a read the replicas did not answer in time, a few times.
+
+    A coordinator sends to a replica just killed until it convicts it (some 10 to 20 s), so a
+    read at QUORUM may time out meanwhile; the driver's RetryPolicy retries that only when
+    enough replicas answered, and never twice. A user who wants such reads to wait for the
+    ring to settle says so with a policy like this one, which the driver then applies to
+    every page, as cassnb does.
+    """
+
+    def on_read_timeout(
+        self, query: Any, consistency: Any, *args: Any, retry_num: int, **kwargs: Any
+    ) -> Any:
+        return (self.RETRY, consistency) if retry_num < 5 else (self.RETHROW, None)
+
+    def on_unavailable(
+        self, query: Any, consistency: Any, *args: Any, retry_num: int, **kwargs: Any
+    ) -> Any:
+        return (self.RETRY_NEXT_HOST, None) if retry_num < 5 else (self.RETHROW, None)
+
+
 @pytest.mark.parametrize("consistency", ["ONE", "QUORUM"])
 async def test_stream_survives_its_coordinator_being_killed(
     session: AsyncSession,
@@ -197,7 +218,7 @@ async def test_stream_survives_its_coordinator_being_killed(
     began = time.monotonic()
     try:
         stream = await session.execute_stream(
-            f"SELECT p, c FROM {TABLE}",
+            SimpleStatement(f"SELECT p, c FROM {TABLE}", retry_policy=PatientRetryPolicy()),
             stream_config=StreamConfig(fetch_size=FETCH_SIZE),
             consistency=consistency,
             timeout=30,

@@ -87,3 +87,13 @@ def test_a_result_set_over_a_lazy_page() -> None:
     assert first.n == 1
     assert [row.n for row in result.all()] == [1, 2]
     assert result[1:] == [(2,)]
+
+
+def test_joined_pages_keep_each_pages_column_names() -> None:
+    """A table changed between two pages: each row keeps its own page's names."""
+    before = row_factory(["k", "b", "d"], [(1, 10, "d1")])
+    after = row_factory(["k", "b", "c2", "d"], [(2, 20, "c", "d2")])
+    rows = list(join_pages([before, after]))
+    assert [row.d for row in rows] == ["d1", "d2"]
+    assert rows[1]["c2"] == "c"
+    assert rows[0]._fields == ("k", "b", "d")
