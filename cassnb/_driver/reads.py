@@ -79,7 +79,14 @@ OnError = Callable[[BaseException], object]
 
 
 def resend_allowed(
-    session: Any, policy: Any, statement: Any, consistency: Any, error: BaseException, retries: int
+    session: Any,
+    policy: Any,
+    statement: Any,
+    consistency: Any,
+    error: BaseException,
+    *,
+    retries: int,
+    resumes: int,
 ) -> bool:
     """Whether the retry policy has a request that failed with ``error`` sent again.
 
@@ -87,9 +94,10 @@ def resend_allowed(
     error answer and every lost connection to the statement's policy before it reports
     the failure (and reports a read failure without asking it, as it does for plain
     reads), so what reaches a read has already been refused a retry; the driver never
-    asks the policy about its own timeout. A read sent again counts as one more retry.
-    As in the driver, "retry on the next host" ends when no other host is left: here,
-    after one retry fewer than the hosts that are up.
+    asks the policy about its own timeout. ``retries`` (the policy's ``retry_num``) counts
+    the read's retries so far, the driver's and its ``resumes``. As in the driver, "retry
+    on the next host" ends when no other host is left: here, after one resume fewer than
+    the hosts that are up.
     """
     if not isinstance(error, OperationTimedOut):
         return False
@@ -99,7 +107,7 @@ def resend_allowed(
     if decision != RetryPolicy.RETRY_NEXT_HOST:
         return False
     hosts_up = sum(1 for host in session.cluster.metadata.all_hosts() if host.is_up)
-    return retries < hosts_up - 1
+    return resumes < hosts_up - 1
 
 
 class Read(abc.ABC):
@@ -291,7 +299,13 @@ class PublicRead(Read):
             return False
         consistency = getattr(self._statement, "consistency_level", None)
         if not resend_allowed(
-            self._session, self._retry_policy(), self._statement, consistency, error, self._resumes
+            self._session,
+            self._retry_policy(),
+            self._statement,
+            consistency,
+            error,
+            retries=self._resumes,
+            resumes=self._resumes,
         ):
             return False
         self._resumes += 1

@@ -130,7 +130,13 @@ class FastRead(Read):
         retries = failed._query_retries + self._resumes
         consistency = getattr(message, "consistency_level", None)
         if not resend_allowed(
-            failed.session, failed._retry_policy, failed.query, consistency, error, retries
+            failed.session,
+            failed._retry_policy,
+            failed.query,
+            consistency,
+            error,
+            retries=retries,
+            resumes=self._resumes,
         ):
             return False
         failed.clear_callbacks()
