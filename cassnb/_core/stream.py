@@ -225,7 +225,8 @@ class _State:
         rows, names, types, self.paging_state = self.buffer.popleft()
         self.page_columns = (names, types)
         feed = self.feed
-        if feed is not None and self.ahead:
+        if feed is not None:
+            # Counted from the first page, so that the count matches the pages handed over.
             feed.consumed(rows)
         self.maybe_prefetch()
         return rows
