@@ -144,11 +144,10 @@ def test_read_cql_lets_the_drivers_thread_ask_for_the_later_pages(
     assert len(asks.threads) >= len(ROWS) - 1
     loop_thread = remote.thread._thread.name
     # The loop asks for the first pages, until one arrives decoded; the driver's thread
-    # asks for the pages after that (the loop again only when the pages waiting for it
-    # reach the bound).
+    # asks for the pages after that (far fewer than the bound here).
     assert asks.threads[0] == loop_thread
-    on_driver_thread = [name for name in asks.threads if name != loop_thread]
-    assert len(on_driver_thread) > len(asks.threads) // 2
+    driver_asks = next(i for i, name in enumerate(asks.threads) if name != loop_thread)
+    assert set(asks.threads[driver_asks:]) == {asks.threads[-1]} != {loop_thread}
 
 
 def test_read_cql_with_max_rows_asks_for_each_page_from_the_loop(
