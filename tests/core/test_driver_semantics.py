@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from _core_data import KEYSPACE, Data
+from _keyspaces import load_once
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Cluster, ResponseFuture
 from cassandra.policies import FallthroughRetryPolicy, RetryPolicy
@@ -32,6 +33,7 @@ from cassnb.local import ClusterInfo
 
 FETCH_SIZE = 20
 TOMBSTONES = f"{KEYSPACE}.tombstoned"
+WIDE = f"{KEYSPACE}.wide_rows"
 #: Live rows before the tombstones: three pages.
 LIVE_ROWS = 3 * FETCH_SIZE
 #: Rows whose ten cells are all deleted: 101,000 tombstones, over the server's failure
@@ -222,17 +224,37 @@ def _rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.fixture(scope="module")
+def wide_rows(data: Data) -> str:
+    """A table of 40 MB: 10,000 rows of a 4 KiB blob, loaded once."""
+
+    async def load() -> None:
+        async with (
+            AsyncCluster(data.contact_points, data.port) as cluster,
+            cluster.connect(KEYSPACE) as session,
+        ):
+            await session.execute(
+                f"CREATE TABLE IF NOT EXISTS {WIDE} (p int, c int, b blob, PRIMARY KEY (p, c))"
+            )
+            rows = [(p, c, bytes([c % 256]) * 4096) for p in range(10) for c in range(1000)]
+            await load_once(session, WIDE, ["p", "c", "b"], rows)
+
+    asyncio.run(load())
+    return WIDE
+
+
 def test_a_read_whose_loop_stopped_fetches_no_more_than_its_bound(
-    data: Data, monkeypatch: pytest.MonkeyPatch
+    data: Data, wide_rows: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As after Ctrl-C at a top-level await, or between run_until_complete calls."""
-    text = f"SELECT p, c, v FROM {KEYSPACE}.big"
+    text = f"SELECT p, c, b FROM {wide_rows}"
     requests = Requests(monkeypatch, text)
     loop = asyncio.new_event_loop()
     cluster = AsyncCluster(data.contact_points, data.port)
     session = loop.run_until_complete(cluster.connect(KEYSPACE))
     try:
-        task = loop.create_task(read_cql(text, session, fetch_size=500))
+        # Pages of 100 rows, 400 KiB each: 100 pages in all.
+        task = loop.create_task(read_cql(text, session, fetch_size=100))
         # Run until the read is well under way, then stop the loop.
         deadline = time.monotonic() + 30
         while requests.sent < 8 and time.monotonic() < deadline:
@@ -243,12 +265,12 @@ def test_a_read_whose_loop_stopped_fetches_no_more_than_its_bound(
         sent_meanwhile, grown = requests.sent - sent, _rss() - rss
         print(
             f"loop stopped 5 s: {sent_meanwhile} more requests (bound {bridge.AHEAD_PAGES} "
-            f"pages), RSS +{grown / 2**20:.1f} MiB"
+            f"pages, {bridge.AHEAD_BYTES / 2**20:.0f} MiB), RSS +{grown / 2**20:.1f} MiB"
         )
-        # Without a bound, the read's 200 pages (about 4 MiB in wire form, several times
-        # that decoded) arrive meanwhile.
+        # Without a bound, the rest of the 100 pages (some 36 MiB in wire form, as much
+        # again decoded) arrive meanwhile.
         assert sent_meanwhile <= bridge.AHEAD_PAGES + 1
-        assert grown < 16 * 2**20
+        assert grown < 24 * 2**20
         # A task that is abandoned closes its read: nothing more is asked for.
         task.cancel()
         loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
