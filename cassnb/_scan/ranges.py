@@ -317,6 +317,15 @@ async def _read_range(
     )
     async with stream:
         async for page in stream.pages():
+            names, types = stream.page_column_names or [], stream.page_column_types or []
+            if not schema.matches(names, types):
+                # Ranges are read concurrently into the columns the scan began with; a
+                # page of other columns cannot join them by position.
+                raise QueryError(
+                    f"the table's columns changed while it was read (now "
+                    f"{', '.join(names)}; at the start {', '.join(schema.page_names or ())}): "
+                    "read it again"
+                )
             # Looked up each time: the frames layer may swap in a compiled decoder.
             arrays = _frames.page_decoder.decode(page, schema)
             for column, array in zip(chunks, arrays, strict=True):

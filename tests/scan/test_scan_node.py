@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pandas as pd
 import pytest
 from scan_checks import assert_every_row_once, keys_of
-from scan_data import ScanData, skewed_keys
+from scan_data import ScanData, driver_cluster, skewed_keys
 
 from cassnb import AsyncSession, QueryError, read_cql, set_default_session
 from cassnb._core.registry import open_counts
+from cassnb._frames import read as _frames
 from cassnb._scan.ranges import MAX_TOKEN, MIN_TOKEN, plan_scan, read_ranges, read_table, split_ring
 
 
@@ -133,3 +135,37 @@ async def test_cancelling_stops_every_range(node_session: AsyncSession) -> None:
         await task
     assert open_counts().streams == streams
     assert len(await read_table("single", node_session)) > 0
+
+
+async def test_a_table_changed_while_it_is_read_fails_the_read(
+    node_session: AsyncSession, node_data: ScanData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column added mid-scan is a QueryError naming the change, never values moved
+    under another column's name."""
+    await node_session.execute("DROP TABLE IF EXISTS altered")
+    await node_session.execute("CREATE TABLE altered (p int PRIMARY KEY, b int, d text)")
+    insert = await node_session.prepare("INSERT INTO altered (p, b, d) VALUES (?, ?, ?)")
+    for p in range(400):
+        await node_session.execute(insert, (p, p, f"d{p}"))
+    cluster = driver_cluster(node_data.contact_points, node_data.port)
+    other_client = cluster.connect(node_data.keyspace)
+    decode = _frames.page_decoder.decode
+    pages = 0
+
+    def alter_after_the_first_page(page: Any, schema: Any) -> Any:
+        nonlocal pages
+        pages += 1
+        if pages == 1:
+            # Another client, waiting for the change to be applied.
+            other_client.execute("ALTER TABLE altered ADD c2 text")
+            other_client.execute("UPDATE altered SET c2 = 'c2' WHERE p IN (0, 1, 2, 3)")
+        return decode(page, schema)
+
+    monkeypatch.setattr(_frames.page_decoder, "decode", alter_after_the_first_page)
+    try:
+        with pytest.raises(QueryError, match=r"columns changed while it was read.*c2"):
+            await read_table("altered", node_session, splits=1, concurrency=1, fetch_size=20)
+        assert open_counts().streams == 0
+    finally:
+        cluster.shutdown()
+        await node_session.execute("DROP TABLE IF EXISTS altered")
