@@ -104,11 +104,18 @@ class FakeSession:
         return FakeFuture(self, self._requests.pop(0), None)
 
     def execute_async(
-        self, query: str, *, paging_state: bytes | None, timeout: float, trace: bool = False
+        self,
+        query: str,
+        *,
+        paging_state: bytes | None,
+        timeout: float,
+        trace: bool = False,
+        custom_payload: dict[str, bytes] | None = None,
     ) -> FakeFuture:
         assert query == "SELECT a FROM t"
         assert timeout == 7.0
         assert not trace
+        assert not custom_payload
         self.resumed_from.append(paging_state)
         return FakeFuture(self, self._requests.pop(0), paging_state)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cassandra import OperationTimedOut
@@ -305,7 +305,11 @@ class FastRead(Read):
         # server goes on right after that page, whichever node coordinates.
         paging_state = getattr(failed.message, "paging_state", None)
         response_future = failed.session.execute_async(
-            failed.query, paging_state=paging_state, timeout=failed.timeout
+            failed.query,
+            paging_state=paging_state,
+            timeout=failed.timeout,
+            # The message's payload: the statement's own and the one given to execute.
+            custom_payload=getattr(failed.message, "custom_payload", None),
         )
         self.response_future = response_future
         self._traces_seen = 0
@@ -330,9 +334,12 @@ def start(
     timeout: float | None,
     paging_state: bytes | None,
     trace: bool,
+    custom_payload: Mapping[str, bytes] | None = None,
 ) -> FastRead:
     """Send ``statement`` on a driver session; ``raw`` leaves its ROWS pages in wire form."""
     options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    if custom_payload:
+        options["custom_payload"] = dict(custom_payload)
     if raw:
         response_future = start_request(
             session, statement, paging_state=paging_state, trace=trace, **options
