@@ -141,3 +141,13 @@ async def test_a_result_set_iterates_with_async_for() -> None:
     # Each ``async for`` starts again from the first row.
     assert [row.n async for row in result] == [1, 2, 3]
     assert [row async for row in AsyncResultSet([])] == []
+
+
+def test_a_trace_that_could_not_be_fetched_is_raised_when_asked_for() -> None:
+    from cassandra.query import TraceUnavailable
+
+    failure = TraceUnavailable("not written yet")
+    result = AsyncResultSet([], column_names=["n"], trace_error=failure)
+    for _ in range(2):
+        with pytest.raises(TraceUnavailable, match="not written yet"):
+            result.get_query_trace()
