@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import threading
@@ -25,7 +26,7 @@ from cassnb._core import kernel, registry
 from cassnb._core.bridge import run_blocking, run_shutdown, start_daemon
 from cassnb._core.errors import ConfigurationError, ConnectionError, raised_by_us, translate
 from cassnb._core.results import row_factory
-from cassnb._core.session import SHUTDOWN_WAIT, AsyncSession
+from cassnb._core.session import SHUTDOWN_WAIT, AsyncSession, checked_timeout
 from cassnb._driver import FastPath, connection_class, gate
 
 __all__ = ["AsyncCluster"]
@@ -74,18 +75,19 @@ def _shut_down_abandoned(driver_session: Any) -> None:
 class _Connecting:
     """What ``connect()`` returns: await it for a session, or use it with ``async with``."""
 
-    __slots__ = ("_cluster", "_keyspace", "_session")
+    __slots__ = ("_cluster", "_keyspace", "_session", "_timeout")
 
-    def __init__(self, cluster: AsyncCluster, keyspace: str | None) -> None:
+    def __init__(self, cluster: AsyncCluster, keyspace: str | None, timeout: float | None) -> None:
         self._cluster = cluster
         self._keyspace = keyspace
+        self._timeout = timeout
         self._session: AsyncSession | None = None
 
     def __await__(self) -> Generator[Any, None, AsyncSession]:
-        return self._cluster._connect(self._keyspace).__await__()
+        return self._cluster._connect(self._keyspace, self._timeout).__await__()
 
     async def __aenter__(self) -> AsyncSession:
-        self._session = await self._cluster._connect(self._keyspace)
+        self._session = await self._cluster._connect(self._keyspace, self._timeout)
         return self._session
 
     async def __aexit__(
@@ -204,9 +206,19 @@ class AsyncCluster:
         """Whether ``shutdown()`` was called."""
         return self._closed
 
-    def connect(self, keyspace: str | None = None) -> _Connecting:
-        """Open a session: ``await cluster.connect(ks)`` or ``async with cluster.connect(ks)``."""
-        return _Connecting(self, keyspace)
+    def connect(
+        self,
+        keyspace: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> _Connecting:
+        """Open a session: ``await cluster.connect(ks)`` or ``async with cluster.connect(ks)``.
+
+        ``timeout`` bounds the whole connect, keyspace included, in seconds: past it,
+        ``ConnectionError``. Without it, the driver's own limits apply (``connect_timeout``,
+        5 s by default, per connection attempt).
+        """
+        return _Connecting(self, keyspace, checked_timeout(timeout))
 
     def _where(self) -> str:
         return ", ".join(f"{point}:{self._port}" for point in self.contact_points)
@@ -303,12 +315,23 @@ class AsyncCluster:
                 self._cluster = None
         cluster.shutdown()
 
-    async def _connect(self, keyspace: str | None) -> AsyncSession:
+    async def _connect(self, keyspace: str | None, seconds: float | None) -> AsyncSession:
         if self._closed:
             raise ConnectionError("the cluster is shut down: create a new AsyncCluster")
-        driver_session = await run_blocking(
-            self._connect_blocking, keyspace, on_abandon=_shut_down_abandoned
-        )
+        bound = asyncio.timeout(seconds)
+        try:
+            async with bound:
+                # Given up on, the driver's connect runs on until its own limits; a session
+                # it still opens then is shut down (on_abandon).
+                driver_session = await run_blocking(
+                    self._connect_blocking, keyspace, on_abandon=_shut_down_abandoned
+                )
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise
+            raise ConnectionError(
+                f"could not connect to {self._where()} within {seconds:g} s"
+            ) from exc
         # Made here rather than on the worker thread: the driver keeps some exceptions
         # whose tracebacks hold that thread's frames, which would keep the session alive.
         session = AsyncSession(driver_session, cluster=self, fast_path=self._fast_path.enabled)

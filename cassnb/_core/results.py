@@ -5,8 +5,14 @@ from __future__ import annotations
 import functools
 import keyword
 import operator
+import re
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, ClassVar, SupportsIndex, overload
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from cassandra.query import QueryTrace
 
 __all__ = ["AsyncResultSet", "Row"]
 
@@ -15,7 +21,9 @@ class Row(tuple[Any, ...]):
     """A result row: a tuple whose values are also reachable by column name.
 
     ``row.name``, ``row["name"]`` and ``row[0]`` all work; everywhere else a row is a
-    plain tuple (pandas reads ``_fields`` as column names, as for a namedtuple).
+    plain tuple (pandas reads ``_fields`` as column names, as for a namedtuple). A column
+    whose name the driver would clean for its own rows (``[applied]``, ``ttl(v)``) is
+    also reachable by that clean name (``row.applied``, ``row["ttl_v"]``).
     """
 
     __slots__ = ()
@@ -62,25 +70,42 @@ def _rebuild_row(fields: tuple[str, ...], values: tuple[Any, ...]) -> Row:
 
 _RESERVED = frozenset(dir(Row)) - {"count", "index"}
 
+# The driver's rows (named tuples) rename a column whose name is no identifier: what is
+# not a letter or a digit goes, at the ends, and becomes "_" inside. Code written for
+# them reads an LWT's "[applied]" column as ``row.applied``.
+_BAD_END = re.compile("[^a-zA-Z0-9_]*$")
+_BAD_START = re.compile("^[^a-zA-Z0-9]*")
+_BAD_INSIDE = re.compile("[^a-zA-Z0-9]")
+
+
+def clean_name(name: str) -> str:
+    """Return the name the driver's own rows give the column ``name``."""
+    return _BAD_INSIDE.sub("_", _BAD_START.sub("", _BAD_END.sub("", name)))
+
+
+def _attribute_allowed(name: str) -> bool:
+    # ``count`` and ``index`` are common column names; a column wins over the tuple
+    # method of the same name.
+    return (
+        name.isidentifier()
+        and not keyword.iskeyword(name)
+        and not name.startswith("_")
+        and name not in _RESERVED
+    )
+
 
 @functools.lru_cache(maxsize=1024)
 def row_class(fields: tuple[str, ...]) -> type[Row]:
     """Return the Row subclass for these column names, made once per tuple of names."""
-    namespace: dict[str, Any] = {
-        "__slots__": (),
-        "_fields": fields,
-        "_index": {name: position for position, name in enumerate(fields)},
-    }
+    index: dict[str, int] = {}
     for position, name in enumerate(fields):
-        # ``count`` and ``index`` are common column names; a column wins over the
-        # tuple method of the same name.
-        if (
-            name.isidentifier()
-            and not keyword.iskeyword(name)
-            and not name.startswith("_")
-            and name not in _RESERVED
-            and name not in namespace
-        ):
+        index.setdefault(name, position)
+    # A clean name never hides a column's own name, nor another column's clean name.
+    for position, name in enumerate(fields):
+        index.setdefault(clean_name(name) or name, position)
+    namespace: dict[str, Any] = {"__slots__": (), "_fields": fields, "_index": index}
+    for name, position in index.items():
+        if _attribute_allowed(name):
             namespace[name] = property(operator.itemgetter(position), doc=f"Column {name!r}.")
     return type("Row", (Row,), namespace)
 
@@ -160,9 +185,20 @@ def join_pages(pages: list[Sequence[Row]]) -> Sequence[Row]:
 
 
 class AsyncResultSet:
-    """Every row of a result, already fetched: iterate it, ``len()`` it, index it."""
+    """Every row of a result, already fetched: iterate it (``for`` or ``async for``),
+    ``len()`` it, index it."""
 
-    __slots__ = ("_rows", "column_names", "column_types", "paging_state", "warnings")
+    __slots__ = (
+        "_listed",
+        "_rows",
+        "_trace",
+        "_trace_error",
+        "column_names",
+        "column_types",
+        "paging_state",
+        "trace_id",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -172,8 +208,12 @@ class AsyncResultSet:
         column_types: list[Any] | None = None,
         paging_state: bytes | None = None,
         warnings: list[str] | None = None,
+        trace_id: UUID | None = None,
+        trace: QueryTrace | None = None,
+        trace_error: Exception | None = None,
     ) -> None:
         self._rows = rows
+        self._listed: list[Row] | None = None
         self.column_names: list[str] = list(column_names or [])
         """Names of the result's columns, empty for a statement that returns no rows."""
         self.column_types: list[Any] = list(column_types or [])
@@ -182,6 +222,33 @@ class AsyncResultSet:
         """Where the next page starts (``execute_page``); None on the last page."""
         self.warnings: list[str] = list(warnings or [])
         """Warnings the server attached to the response."""
+        self.trace_id = trace_id
+        """The trace of the (last) request, when it was sent with ``trace=True``."""
+        self._trace = trace
+        self._trace_error = trace_error
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every row as a list, as ``all()`` returns it (made once, then the same list)."""
+        listed = self._listed
+        if listed is None:
+            listed = self._listed = list(self._rows)
+        return listed
+
+    def get_query_trace(self) -> QueryTrace | None:
+        """Return the server's trace of the request, or None when it was not traced.
+
+        ``execute(..., trace=True)`` fetched it already, so this does not wait. When the
+        server had not written the trace in time, this raises what fetching it raised
+        (``cassandra.query.TraceUnavailable``).
+        """
+        if self._trace_error is not None:
+            # A fresh traceback each time: the stored one says where the fetch failed.
+            raise self._trace_error.with_traceback(None)
+        return self._trace
+
+    def __aiter__(self) -> _AsyncRows:
+        return _AsyncRows(iter(self._rows))
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self._rows)
@@ -214,3 +281,21 @@ class AsyncResultSet:
     def __repr__(self) -> str:
         more = "" if self.paging_state is None else ", more pages"
         return f"<AsyncResultSet {len(self._rows)} rows, columns {self.column_names}{more}>"
+
+
+class _AsyncRows:
+    """The rows of a fetched result for ``async for``; they are all here, so none waits."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Iterator[Row]) -> None:
+        self._rows = rows
+
+    def __aiter__(self) -> _AsyncRows:
+        return self
+
+    async def __anext__(self) -> Row:
+        try:
+            return next(self._rows)
+        except StopIteration:
+            raise StopAsyncIteration from None

@@ -47,6 +47,7 @@ __all__ = ["AsyncSession"]
 Query: TypeAlias = "str | PreparedStatement | Statement"
 Parameters: TypeAlias = "Sequence[Any] | Mapping[str, Any] | None"
 Consistency: TypeAlias = "int | str | None"
+Payload: TypeAlias = "Mapping[str, bytes] | None"
 
 #: How long close() waits for the driver before letting its shutdown finish on its own.
 SHUTDOWN_WAIT = 0.5
@@ -70,12 +71,31 @@ def _consistency_level(consistency: Consistency) -> int | None:
     raise ConfigurationError(f"unknown consistency {consistency!r}")
 
 
-def _checked_timeout(timeout: float | None) -> float | None:
+def checked_timeout(timeout: float | None) -> float | None:
+    """Return ``timeout`` as seconds, or raise ConfigurationError unless it is positive."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
     return float(timeout)
+
+
+def _checked_payload(custom_payload: Payload) -> dict[str, bytes] | None:
+    # The driver encodes the payload on its own thread, where a bad one fails as if the
+    # node had: it is checked here instead. Values may be credentials: never shown.
+    if custom_payload is None:
+        return None
+    if not isinstance(custom_payload, Mapping):
+        raise ConfigurationError(
+            f"custom_payload must be a mapping of str to bytes, not {type(custom_payload).__name__}"
+        )
+    for key, value in custom_payload.items():
+        if not isinstance(key, str) or not isinstance(value, bytes):
+            raise ConfigurationError(
+                "custom_payload must map str to bytes; it has a "
+                f"{type(key).__name__} key to a {type(value).__name__} value"
+            )
+    return dict(custom_payload)
 
 
 def _has_parameters(parameters: Parameters) -> bool:
@@ -149,13 +169,18 @@ def _translated(exc: Exception) -> Exception:
     return translate(exc)
 
 
-def _result(page: Page) -> AsyncResultSet:
+def _result(
+    page: Page, trace: QueryTrace | None = None, trace_error: Exception | None = None
+) -> AsyncResultSet:
     return AsyncResultSet(
         page.rows,
         column_names=page.column_names,
         column_types=page.column_types,
         paging_state=page.paging_state,
         warnings=page.warnings,
+        trace_id=page.trace_id,
+        trace=trace,
+        trace_error=trace_error,
     )
 
 
@@ -219,6 +244,8 @@ class AsyncSession:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
         consistency: Consistency = None,
+        trace: bool = False,
+        custom_payload: Payload = None,
     ) -> AsyncResultSet:
         """Run a statement and return every row of its result.
 
@@ -227,10 +254,21 @@ class AsyncSession:
         request to the server (the driver's default when None; with the fast path off, the
         first page's request only). Cancelling the awaiting task stops at once: no further
         page is requested, though the server may still finish the page it was computing.
+
+        With ``trace``, the server traces the request, and the trace is fetched before
+        this returns (waiting up to 2 s for the server to write it):
+        ``result.get_query_trace()``. ``custom_payload`` (str to bytes) goes to the
+        server with every page's request.
         """
         self._check_open()
         statement = _statement(query, parameters, consistency=consistency)
-        return await self._fetch(statement, all_pages=True, timeout=timeout)
+        return await self._fetch(
+            statement,
+            all_pages=True,
+            timeout=timeout,
+            trace=trace,
+            custom_payload=custom_payload,
+        )
 
     async def execute_page(
         self,
@@ -241,11 +279,13 @@ class AsyncSession:
         paging_state: bytes | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
         consistency: Consistency = None,
+        trace: bool = False,
+        custom_payload: Payload = None,
     ) -> AsyncResultSet:
         """Return one page of at most ``fetch_size`` rows, starting at ``paging_state``.
 
         The result's ``paging_state`` resumes right after this page; it is None on the
-        last page.
+        last page. ``trace`` and ``custom_payload`` work as for :meth:`execute`.
         """
         self._check_open()
         if (
@@ -258,7 +298,12 @@ class AsyncSession:
             )
         statement = _statement(query, parameters, consistency=consistency, fetch_size=fetch_size)
         return await self._fetch(
-            statement, all_pages=False, timeout=timeout, paging_state=paging_state
+            statement,
+            all_pages=False,
+            timeout=timeout,
+            paging_state=paging_state,
+            trace=trace,
+            custom_payload=custom_payload,
         )
 
     async def _fetch(
@@ -268,9 +313,12 @@ class AsyncSession:
         all_pages: bool,
         timeout: float | None,  # noqa: ASYNC109 (the driver's per-request timeout)
         paging_state: bytes | None = None,
+        trace: bool = False,
+        custom_payload: Payload = None,
     ) -> AsyncResultSet:
         """Send ``statement`` and return its first page, or all its pages."""
-        seconds = _checked_timeout(timeout)
+        seconds = checked_timeout(timeout)
+        payload = _checked_payload(custom_payload)
         try:
             read = start_read(
                 self._session,
@@ -278,11 +326,21 @@ class AsyncSession:
                 fast=self._fast,
                 timeout=seconds,
                 paging_state=paging_state,
+                trace=trace,
+                custom_payload=payload,
             )
             page = await fetch(read, all_pages=all_pages, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
-        return _result(page)
+        if page.trace_id is None:
+            return _result(page)
+        # Fetched now, so that reading it later neither blocks nor needs an await; a
+        # trace the server has not written in time does not lose the rows.
+        try:
+            (query_trace,) = await self.query_traces([page.trace_id])
+        except Exception as exc:
+            return _result(page, trace_error=exc)
+        return _result(page, trace=query_trace)
 
     async def execute_stream(
         self,
@@ -293,6 +351,7 @@ class AsyncSession:
         timeout: float | None = None,  # noqa: ASYNC109 (the driver's per-request timeout)
         consistency: Consistency = None,
         trace: bool = False,
+        custom_payload: Payload = None,
     ) -> AsyncStreamingResultSet:
         """Start a query and return a stream of its rows, fetched page by page.
 
@@ -301,7 +360,8 @@ class AsyncSession:
         own. ``timeout`` bounds each page's request (with the fast path off, the first
         page's only); ``stream_config.timeout_seconds`` the whole stream. With ``trace``,
         the server traces each page's request: ``stream.trace_id`` and
-        ``await stream.get_all_query_traces()``.
+        ``await stream.get_all_query_traces()``. ``custom_payload`` (str to bytes) goes to
+        the server with every page's request.
         """
         self._check_open()
         config = stream_config if stream_config is not None else StreamConfig()
@@ -316,11 +376,18 @@ class AsyncSession:
             fetch_size=config.fetch_size,
             own_fetch_size_wins=True,
         )
-        seconds = _checked_timeout(timeout)
+        seconds = checked_timeout(timeout)
+        payload = _checked_payload(custom_payload)
         try:
             # Pages stay raw until read, so that frames can decode them column by column.
             read = start_read(
-                self._session, statement, fast=self._fast, raw=True, timeout=seconds, trace=trace
+                self._session,
+                statement,
+                fast=self._fast,
+                raw=True,
+                timeout=seconds,
+                trace=trace,
+                custom_payload=payload,
             )
         except Exception as exc:
             raise _translated(exc) from exc

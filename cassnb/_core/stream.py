@@ -51,9 +51,11 @@ class StreamConfig:
     """How a stream fetches: page size, progress callback, limits and read-ahead.
 
     ``page_callback(page_number, rows_in_page)`` is called as each page is handed to the
-    consumer, pages numbered from 1 (it may be a coroutine function); pages are never
-    empty, so an empty result has none. ``max_pages`` stops after that many pages.
-    ``timeout_seconds`` bounds the whole stream, from opening to the last page.
+    consumer, pages numbered from 1 (it may be a coroutine function). A query that returns
+    no rows at all still ran and answered: that counts as one page of 0 rows
+    (``page_callback(1, 0)``), though ``pages()`` yields no empty page; an empty page that
+    a server may send after others does not count. ``max_pages`` stops after that many
+    pages. ``timeout_seconds`` bounds the whole stream, from opening to the last page.
     ``prefetch`` is how many pages may wait, already fetched, while the consumer works on
     the current one; 0 requests a page only when the consumer asks.
     """
@@ -313,12 +315,17 @@ class AsyncStreamingResultSet:
 
     @property
     def page_number(self) -> int:
-        """How many pages have been handed to the consumer so far."""
+        """How many pages have been handed to the consumer so far (an empty result: 1)."""
         return self._page_number
 
     @property
     def rows_fetched(self) -> int:
         """How many rows have been handed to the consumer so far."""
+        return self._rows_fetched
+
+    @property
+    def total_rows_fetched(self) -> int:
+        """The same as :attr:`rows_fetched`."""
         return self._rows_fetched
 
     @property
@@ -457,6 +464,9 @@ class AsyncStreamingResultSet:
                 raise translate(error) from error
             if state.exhausted:
                 self._finish()
+                if self._page_number == 0:
+                    # The query ran and returned nothing: that was one page, of 0 rows.
+                    await self._count_page(0)
                 return None
             if not state.requesting:
                 state.request()
@@ -464,14 +474,18 @@ class AsyncStreamingResultSet:
             await self._wait()
             waited = True
         rows = state.take()
+        await self._count_page(len(rows))
+        return rows
+
+    async def _count_page(self, rows: int) -> None:
+        """Count a page handed to the consumer, and tell the page callback."""
         self._page_number += 1
-        self._rows_fetched += len(rows)
+        self._rows_fetched += rows
         callback = self._config.page_callback
         if callback is not None:
-            outcome = callback(self._page_number, len(rows))
+            outcome = callback(self._page_number, rows)
             if inspect.isawaitable(outcome):
                 await outcome
-        return rows
 
     async def _wait(self, *, yield_only: bool = False) -> None:
         """Wait for news from the driver (or only let other tasks run once)."""
@@ -519,6 +533,10 @@ class AsyncStreamingResultSet:
     async def close(self) -> None:
         """Stop fetching and release the stream; closing twice is harmless."""
         self._close_now("closed")
+
+    async def cancel(self) -> None:
+        """The same as :meth:`close`: stop fetching; iterating afterwards ends at once."""
+        await self.close()
 
     async def __aenter__(self) -> AsyncStreamingResultSet:
         return self

@@ -10,7 +10,7 @@ not block, and must catch what it raises (the driver swallows it).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -188,11 +188,16 @@ class PublicRead(Read):
         timeout: float | None = None,
         paging_state: bytes | None = None,
         trace: bool = False,
+        custom_payload: Mapping[str, bytes] | None = None,
     ) -> None:
         self._session = session
         self._statement = statement
         self._trace = trace
         self._options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if custom_payload:
+            # Later pages reuse the first request's message, payload included; a resumed
+            # request is a new message and gets it here again.
+            self._options["custom_payload"] = dict(custom_payload)
         self._on_page: OnPage | None = None
         self._on_error: OnError | None = None
         self._may_ask: Callable[[], bool] | None = None

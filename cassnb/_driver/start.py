@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from cassnb._driver.reads import PublicRead, Read
@@ -18,6 +19,7 @@ def start_read(
     timeout: float | None = None,
     paging_state: bytes | None = None,
     trace: bool = False,
+    custom_payload: Mapping[str, bytes] | None = None,
 ) -> Read:
     """Send ``statement`` on a driver session and return its read.
 
@@ -25,15 +27,27 @@ def start_read(
     ROWS pages in wire form (:class:`~cassnb._driver.wire.WirePage`) for a columnar
     decoder. ``timeout`` bounds a request, the driver's default when None: every page's
     on the fast path, the first page's on the public one (see :class:`PublicRead`).
+    ``custom_payload`` goes to the server with every page's request.
     """
     if not fast:
         return PublicRead(
-            session, statement, timeout=timeout, paging_state=paging_state, trace=trace
+            session,
+            statement,
+            timeout=timeout,
+            paging_state=paging_state,
+            trace=trace,
+            custom_payload=custom_payload,
         )
     from cassnb._driver.fast.reads import start
 
     return start(
-        session, statement, raw=raw, timeout=timeout, paging_state=paging_state, trace=trace
+        session,
+        statement,
+        raw=raw,
+        timeout=timeout,
+        paging_state=paging_state,
+        trace=trace,
+        custom_payload=custom_payload,
     )
 
 

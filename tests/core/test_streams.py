@@ -65,7 +65,7 @@ async def test_pages_iterate_lists_of_rows(session: AsyncSession, data: Data) ->
     assert stream.page_number == len(sizes)
 
 
-async def test_empty_result_has_no_pages_but_has_columns(session: AsyncSession) -> None:
+async def test_empty_result_yields_no_page_but_counts_one(session: AsyncSession) -> None:
     calls: list[tuple[int, int]] = []
     config = StreamConfig(page_callback=lambda *args: calls.append(args))
     async with await session.execute_stream(
@@ -73,8 +73,8 @@ async def test_empty_result_has_no_pages_but_has_columns(session: AsyncSession) 
     ) as stream:
         assert [page async for page in stream.pages()] == []
         assert stream.column_names == ["c"]
-    assert calls == []
-    assert (stream.page_number, stream.rows_fetched) == (0, 0)
+    assert calls == [(1, 0)]
+    assert (stream.page_number, stream.rows_fetched) == (1, 0)
 
 
 async def test_max_pages_and_an_async_page_callback(session: AsyncSession) -> None:

@@ -6,7 +6,15 @@ import pickle
 
 import pytest
 
-from cassnb._core.results import AsyncResultSet, Row, Rows, join_pages, row_class, row_factory
+from cassnb._core.results import (
+    AsyncResultSet,
+    Row,
+    Rows,
+    clean_name,
+    join_pages,
+    row_class,
+    row_factory,
+)
 
 
 def test_one_class_per_tuple_of_column_names() -> None:
@@ -97,3 +105,59 @@ def test_joined_pages_keep_each_pages_column_names() -> None:
     assert [row.d for row in rows] == ["d1", "d2"]
     assert rows[1]["c2"] == "c"
     assert rows[0]._fields == ("k", "b", "d")
+
+
+def test_a_column_the_driver_would_rename_is_also_reachable_by_that_name() -> None:
+    (row,) = row_factory(["[applied]", "ttl(v)", "k"], [(True, 30, "a")])
+    assert row.applied is True
+    assert row["applied"] is row["[applied]"] is True
+    assert row.ttl_v == row["ttl(v)"] == 30
+    assert row._fields == ("[applied]", "ttl(v)", "k")
+    assert row._asdict() == {"[applied]": True, "ttl(v)": 30, "k": "a"}
+    assert pickle.loads(pickle.dumps(row)).applied is True
+
+
+def test_a_clean_name_never_hides_a_real_column() -> None:
+    (row,) = row_factory(["[applied]", "applied", "a b", "a-b"], [(1, 2, 3, 4)])
+    assert row.applied == row["applied"] == 2
+    assert row["[applied]"] == 1
+    # Two columns that clean to the same name: the first one has it.
+    assert row.a_b == 3
+    assert row["a-b"] == 4
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["[applied]", "ttl(v)", "writetime(v)", "system.count(k)", "_x", "a b", "Mixed Case", "ünï"],
+)
+def test_names_clean_as_the_drivers_rows_clean_them(name: str) -> None:
+    from cassandra.query import named_tuple_factory
+
+    (driver_row,) = named_tuple_factory([name], [(1,)])
+    assert clean_name(name) == driver_row._fields[0]
+
+
+def test_a_result_set_offers_its_rows_as_a_list() -> None:
+    result = AsyncResultSet(row_factory(["n"], [(1,), (2,)]), column_names=["n"])
+    assert result.rows == result.all() == [(1,), (2,)]
+    assert result.rows is result.rows
+    assert result.get_query_trace() is None
+    assert result.trace_id is None
+
+
+async def test_a_result_set_iterates_with_async_for() -> None:
+    result = AsyncResultSet(row_factory(["n"], [(1,), (2,), (3,)]), column_names=["n"])
+    assert [row.n async for row in result] == [1, 2, 3]
+    # Each ``async for`` starts again from the first row.
+    assert [row.n async for row in result] == [1, 2, 3]
+    assert [row async for row in AsyncResultSet([])] == []
+
+
+def test_a_trace_that_could_not_be_fetched_is_raised_when_asked_for() -> None:
+    from cassandra.query import TraceUnavailable
+
+    failure = TraceUnavailable("not written yet")
+    result = AsyncResultSet([], column_names=["n"], trace_error=failure)
+    for _ in range(2):
+        with pytest.raises(TraceUnavailable, match="not written yet"):
+            result.get_query_trace()

@@ -128,7 +128,8 @@ class FakeSession:
     ) -> FakeFuture:
         assert query == "SELECT a FROM t"
         assert timeout == 7.0
-        assert not trace and custom_payload is None
+        assert not trace
+        assert not custom_payload
         self.resumed_from.append(paging_state)
         return FakeFuture(self, self._requests.pop(0), paging_state)
 

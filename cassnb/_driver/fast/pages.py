@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Final, overload
 
 from cassandra.cluster import _NOT_SET, EXEC_PROFILE_DEFAULT, ResponseFuture, Session
@@ -305,6 +305,7 @@ def start_request(
     timeout: Any = _NOT_SET,
     paging_state: bytes | None = None,
     trace: bool = False,
+    custom_payload: Mapping[str, bytes] | None = None,
 ) -> ResponseFuture:
     """Send ``statement`` like ``session.execute_async``, its ROWS pages arriving as RawPage.
 
@@ -313,11 +314,22 @@ def start_request(
     """
     if session.client_protocol_handler is not ProtocolHandler:
         return session.execute_async(
-            statement, trace=trace, timeout=timeout, paging_state=paging_state
+            statement,
+            trace=trace,
+            custom_payload=custom_payload,
+            timeout=timeout,
+            paging_state=paging_state,
         )
     # execute_async's own steps, with the handler and row factory set before sending.
     future = session._create_response_future(
-        statement, None, trace, {}, timeout, EXEC_PROFILE_DEFAULT, paging_state, None
+        statement,
+        None,
+        trace,
+        dict(custom_payload or {}),
+        timeout,
+        EXEC_PROFILE_DEFAULT,
+        paging_state,
+        None,
     )
     future._protocol_handler = RawPagesHandler
     future.row_factory = Arrivals(future.row_factory)

@@ -11,7 +11,7 @@ that orphans the stream id of a request that times out.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cassnb._driver.fast.pages import start_request
@@ -150,6 +150,7 @@ class FastRead(Read):
             paging_state=getattr(message, "paging_state", None),
             timeout=failed.timeout,
             trace=bool(getattr(message, "tracing", False)),
+            # The message's payload: the statement's own and the one given to execute.
             custom_payload=getattr(message, "custom_payload", None),
         )
         self.response_future = response_future
@@ -172,9 +173,12 @@ def start(
     timeout: float | None,
     paging_state: bytes | None,
     trace: bool,
+    custom_payload: Mapping[str, bytes] | None = None,
 ) -> FastRead:
     """Send ``statement`` on a driver session; ``raw`` leaves its ROWS pages in wire form."""
     options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    if custom_payload:
+        options["custom_payload"] = dict(custom_payload)
     if raw:
         response_future = start_request(
             session, statement, paging_state=paging_state, trace=trace, **options
