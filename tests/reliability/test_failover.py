@@ -181,7 +181,7 @@ async def _wait_for_full_ring(session: AsyncSession) -> None:
 
 
 class PatientRetryPolicy(RetryPolicy):
-    """Retries a read the replicas did not answer in time, a few times.
+    """Retries a read the replicas (or its coordinator) did not answer in time, a few times.
 
     A coordinator sends to a replica just killed until it convicts it (some 10 to 20 s), so a
     read at QUORUM may time out meanwhile; the driver's RetryPolicy retries that only when
@@ -194,6 +194,11 @@ class PatientRetryPolicy(RetryPolicy):
         self, query: Any, consistency: Any, *args: Any, retry_num: int, **kwargs: Any
     ) -> Any:
         return (self.RETRY, consistency) if retry_num < 5 else (self.RETHROW, None)
+
+    def on_request_error(self, query: Any, consistency: Any, error: Any, retry_num: int) -> Any:
+        # A coordinator waiting on the killed replica lets the client's timeout expire
+        # first; asked again, a coordinator that has convicted it answers.
+        return (self.RETRY, None) if retry_num < 5 else (self.RETHROW, None)
 
     def on_unavailable(
         self, query: Any, consistency: Any, *args: Any, retry_num: int, **kwargs: Any
@@ -306,7 +311,8 @@ async def test_a_whole_read_survives_its_coordinator_being_killed(
     began = time.monotonic()
     killer = asyncio.create_task(kill_the_coordinator())
     try:
-        frame = await read_cql(f"SELECT p, c FROM {TABLE}", session, fetch_size=100)
+        statement = SimpleStatement(f"SELECT p, c FROM {TABLE}", retry_policy=PatientRetryPolicy())
+        frame = await read_cql(statement, session, fetch_size=100)
         elapsed = time.monotonic() - began
         assert killer.done() and killed is not None
         # The read went on after the kill, still asked for by the driver's thread.
