@@ -307,8 +307,24 @@ async def frozen_node(node: ClusterInfo) -> AsyncIterator[Callable[[bool], None]
     pid = node.nodes[0].pid
     assert pid is not None
 
+    def stopped() -> bool:
+        states = set()
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                    states.add(stat.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # a thread that ended meanwhile
+                continue
+        return states <= {"T", "t"}
+
     def freeze(frozen: bool) -> None:
         os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+        # The signal reaches every thread of the JVM a moment later: a request sent before
+        # they all stopped could still be answered.
+        deadline = time.monotonic() + 5
+        while stopped() != frozen and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert stopped() == frozen
 
     try:
         yield freeze
@@ -366,7 +382,7 @@ async def test_a_later_page_from_a_frozen_node_times_out_and_its_id_is_orphaned(
         orphaned = _orphaned(session)
     finally:
         frozen_node(False)
-    assert requests.answers == 5
+    assert requests.answers == 5, "the node answered after it was frozen"
     assert type(caught.value.__cause__).__name__ == "OperationTimedOut"
     assert orphaned
     await _until_released(session)
