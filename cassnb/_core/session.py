@@ -37,7 +37,7 @@ from cassnb._core.errors import (
 )
 from cassnb._core.results import AsyncResultSet
 from cassnb._core.stream import MAX_FETCH_SIZE, AsyncStreamingResultSet, StreamConfig
-from cassnb._driver import Page, start_read
+from cassnb._driver import Page, Read, start_read
 
 if TYPE_CHECKING:
     from cassnb._core.cluster import AsyncCluster
@@ -317,18 +317,15 @@ class AsyncSession:
         custom_payload: Payload = None,
     ) -> AsyncResultSet:
         """Send ``statement`` and return its first page, or all its pages."""
-        seconds = checked_timeout(timeout)
-        payload = _checked_payload(custom_payload)
+        read = self._start_read(
+            statement,
+            raw=False,
+            timeout=timeout,
+            paging_state=paging_state,
+            trace=trace,
+            custom_payload=custom_payload,
+        )
         try:
-            read = start_read(
-                self._session,
-                statement,
-                fast=self._fast,
-                timeout=seconds,
-                paging_state=paging_state,
-                trace=trace,
-                custom_payload=payload,
-            )
             page = await fetch(read, all_pages=all_pages, in_flight=self._in_flight)
         except Exception as exc:
             raise _translated(exc) from exc
@@ -341,6 +338,33 @@ class AsyncSession:
         except Exception as exc:
             return _result(page, trace_error=exc)
         return _result(page, trace=query_trace)
+
+    def _start_read(
+        self,
+        statement: Statement,
+        *,
+        raw: bool,
+        timeout: float | None,
+        paging_state: bytes | None = None,
+        trace: bool,
+        custom_payload: Payload,
+    ) -> Read:
+        """Check a request's options and send it; a driver error comes back as ours."""
+        seconds = checked_timeout(timeout)
+        payload = _checked_payload(custom_payload)
+        try:
+            return start_read(
+                self._session,
+                statement,
+                fast=self._fast,
+                raw=raw,
+                timeout=seconds,
+                paging_state=paging_state,
+                trace=trace,
+                custom_payload=payload,
+            )
+        except Exception as exc:
+            raise _translated(exc) from exc
 
     async def execute_stream(
         self,
@@ -376,21 +400,10 @@ class AsyncSession:
             fetch_size=config.fetch_size,
             own_fetch_size_wins=True,
         )
-        seconds = checked_timeout(timeout)
-        payload = _checked_payload(custom_payload)
-        try:
-            # Pages stay raw until read, so that frames can decode them column by column.
-            read = start_read(
-                self._session,
-                statement,
-                fast=self._fast,
-                raw=True,
-                timeout=seconds,
-                trace=trace,
-                custom_payload=payload,
-            )
-        except Exception as exc:
-            raise _translated(exc) from exc
+        # Pages stay raw until read, so that frames can decode them column by column.
+        read = self._start_read(
+            statement, raw=True, timeout=timeout, trace=trace, custom_payload=custom_payload
+        )
         stream = AsyncStreamingResultSet(read, config=config, session=self)
         with self._lock:
             self._streams.add(stream)
