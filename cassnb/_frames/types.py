@@ -71,19 +71,30 @@ class ColumnCodec:
         return self.to_array([None] * rows)
 
 
-def cql_type_name(cqltype: type[Any]) -> str:
-    """Return the CQL spelling of a driver type class, e.g. ``map<text, frozen<list<int>>>``."""
+def cql_type_name(cqltype: type[Any], *, user_type_fields: bool = False) -> str:
+    """Return the CQL spelling of a driver type class, e.g. ``map<text, frozen<list<int>>>``.
+
+    With ``user_type_fields``, a user type is spelled with its fields (``address<street
+    text, ...>``), inside collections too (see :func:`type_signature`).
+    """
     if issubclass(cqltype, cqltypes.UserType):
-        return str(cqltype.typename)
+        if not user_type_fields:
+            return str(cqltype.typename)
+        fields = ", ".join(
+            f"{name} {cql_type_name(sub, user_type_fields=True)}"
+            for name, sub in zip(cqltype.fieldnames, cqltype.subtypes, strict=True)
+        )
+        return f"{cqltype.typename}<{fields}>"
     if issubclass(cqltype, cqltypes.VectorType):
         return f"vector<{cql_type_name(cqltype.subtype)}, {cqltype.vector_size}>"
     subtypes: Sequence[type[Any]] = getattr(cqltype, "subtypes", ())
     if issubclass(cqltype, cqltypes.ReversedType):
-        return cql_type_name(subtypes[0])
+        return cql_type_name(subtypes[0], user_type_fields=user_type_fields)
     if issubclass(cqltype, cqltypes.FrozenType):
-        return f"frozen<{cql_type_name(subtypes[0])}>"
+        return f"frozen<{cql_type_name(subtypes[0], user_type_fields=user_type_fields)}>"
     if subtypes:
-        return f"{cqltype.typename}<{', '.join(cql_type_name(t) for t in subtypes)}>"
+        inner = ", ".join(cql_type_name(t, user_type_fields=user_type_fields) for t in subtypes)
+        return f"{cqltype.typename}<{inner}>"
     return str(cqltype.typename)
 
 
@@ -94,22 +105,7 @@ def type_signature(cqltype: type[Any]) -> str:
     types are compared by this, not by identity; a user type altered to have another
     field reads the same in CQL but is another type.
     """
-    if issubclass(cqltype, cqltypes.UserType):
-        fields = ", ".join(
-            f"{name} {type_signature(sub)}"
-            for name, sub in zip(cqltype.fieldnames, cqltype.subtypes, strict=True)
-        )
-        return f"{cqltype.typename}<{fields}>"
-    if issubclass(cqltype, cqltypes.VectorType):
-        return cql_type_name(cqltype)
-    subtypes: Sequence[type[Any]] = getattr(cqltype, "subtypes", ())
-    if issubclass(cqltype, cqltypes.ReversedType):
-        return type_signature(subtypes[0])
-    if issubclass(cqltype, cqltypes.FrozenType):
-        return f"frozen<{type_signature(subtypes[0])}>"
-    if subtypes:
-        return f"{cqltype.typename}<{', '.join(type_signature(t) for t in subtypes)}>"
-    return str(cqltype.typename)
+    return cql_type_name(cqltype, user_type_fields=True)
 
 
 def cql_kind(cqltype: type[Any]) -> tuple[str, type[Any]]:
