@@ -114,6 +114,27 @@ async def _cassnb_read(
         return -1, type(exc.__cause__).__name__
 
 
+async def _side_by_side(
+    data: Data,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    policy: type[RetryPolicy],
+    way: str,
+    replace: Callable[[int, Any], Any] | None = None,
+) -> tuple[Requests, tuple[int, str], Requests, tuple[int, str]]:
+    """Read ``text`` under ``policy`` with the plain driver, then with cassnb ``way``;
+    return each one's requests and outcome."""
+    statement = SimpleStatement(text, fetch_size=FETCH_SIZE, retry_policy=policy())
+    plain = Requests(monkeypatch, text, replace)
+    expected = await asyncio.to_thread(_plain_driver_read, data, statement)
+    monkeypatch.undo()
+    ours = Requests(monkeypatch, text, replace)
+    got = await _cassnb_read(session, statement, way)
+    print(f"{policy.__name__}, {way}: driver {plain.sent} {expected}, cassnb {ours.sent} {got}")
+    return plain, expected, ours, got
+
+
 def _timeout_on_the_third_answer(number: int, response: Any) -> Any:
     if number != 3:
         return response
@@ -141,13 +162,9 @@ async def test_a_page_error_is_retried_as_the_statements_policy_says(
     policy: type[RetryPolicy],
 ) -> None:
     text = f"SELECT p, c, v FROM {KEYSPACE}.paged WHERE p = 0 LIMIT 200"
-    statement = SimpleStatement(text, fetch_size=FETCH_SIZE, retry_policy=policy())
-    plain = Requests(monkeypatch, text, _timeout_on_the_third_answer)
-    expected = await asyncio.to_thread(_plain_driver_read, data, statement)
-    monkeypatch.undo()
-    ours = Requests(monkeypatch, text, _timeout_on_the_third_answer)
-    got = await _cassnb_read(session, statement, way)
-    print(f"{policy.__name__}, {way}: driver {plain.sent} {expected}, cassnb {ours.sent} {got}")
+    plain, expected, ours, got = await _side_by_side(
+        data, session, monkeypatch, text, policy, way, _timeout_on_the_third_answer
+    )
     assert got == expected
     assert ours.sent == plain.sent
     # Ten pages and the retry where the policy allows it; the third answer ends the read
@@ -206,13 +223,7 @@ async def test_a_page_that_keeps_failing_costs_what_it_costs_the_driver(
     policy: type[RetryPolicy],
 ) -> None:
     text = f"SELECT * FROM {tombstoned} WHERE p = 0"
-    statement = SimpleStatement(text, fetch_size=FETCH_SIZE, retry_policy=policy())
-    plain = Requests(monkeypatch, text)
-    expected = await asyncio.to_thread(_plain_driver_read, data, statement)
-    monkeypatch.undo()
-    ours = Requests(monkeypatch, text)
-    got = await _cassnb_read(session, statement, way)
-    print(f"{policy.__name__}, {way}: driver {plain.sent} {expected}, cassnb {ours.sent} {got}")
+    plain, expected, ours, got = await _side_by_side(data, session, monkeypatch, text, policy, way)
     # The fourth page meets the tombstones: the server fails the read.
     assert expected == (-1, "ReadFailure")
     assert got == expected
